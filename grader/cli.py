@@ -1,0 +1,129 @@
+"""The command line: a thin layer over the pipeline.
+
+Exit status: 0 when the batch was graded (whatever the scores), 2 for a
+usage or set-up error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from grader import __version__
+from grader.assignment import load_assignment
+from grader.errors import AssignmentError, UsageError
+from grader.options import GradingOptions
+
+log = logging.getLogger("grader")
+SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", ".git"}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="grader")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
+def main(verbose: int) -> None:
+    """Grade Jupyter notebook assignments and explain every mistake."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the results as JSON to this file.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write one row per submission as CSV to this file.")
+@click.option("--full", is_flag=True,
+              help="Run every cell top to bottom first (slower; errors allowed).")
+@click.option("--backend", type=click.Choice(["auto", "standin", "tensorflow"]),
+              default="auto", show_default=True,
+              help="Keras/TensorFlow in the kernel: the NumPy stand-in where "
+                   "TensorFlow is missing (auto), always the stand-in, or real "
+                   "TensorFlow.")
+@click.option("--assignment", "assignment_dir",
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Assignment folder (default: the one shipped in reference/).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Submissions graded at once (default: number of cores).")
+@click.option("--cell-timeout", type=click.FloatRange(min=1), default=30.0,
+              show_default=True, help="Seconds per cell in --full mode.")
+@click.option("--case-timeout", type=click.FloatRange(min=0.1), default=5.0,
+              show_default=True, help="Seconds per call of a graded function.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the one-line summaries.")
+def grade(
+    paths: tuple[Path, ...],
+    json_path: Path | None,
+    csv_path: Path | None,
+    full: bool,
+    backend: str,
+    assignment_dir: Path | None,
+    jobs: int | None,
+    cell_timeout: float,
+    case_timeout: float,
+    quiet: bool,
+) -> None:
+    """Grade the notebooks in PATHS (files or folders, searched recursively)."""
+    from grader.pipeline import Grader
+    from grader.reporting import print_result, write_csv, write_json
+
+    console = Console(highlight=False)
+    try:
+        submissions = find_submissions(paths)
+        assignment = load_assignment(assignment_dir)
+    except (UsageError, AssignmentError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+    options = GradingOptions(
+        mode="full" if full else "sliced",
+        backend=backend,
+        cell_timeout=cell_timeout,
+        case_timeout=case_timeout,
+    )
+    log.info("grading %d submissions of %s", len(submissions), assignment.name)
+    with Grader(assignment, options) as grader:
+        results = grader.grade_many(
+            submissions,
+            jobs=jobs or os.cpu_count() or 1,
+            on_result=lambda result: print_result(console, result, hints=not quiet),
+        )
+    if json_path:
+        write_json(json_path, assignment, results)
+    if csv_path:
+        write_csv(csv_path, assignment, results)
+
+    graded = sum(1 for r in results if r.status == "graded")
+    full_marks = sum(1 for r in results if r.status == "graded" and r.score == r.max_score)
+    console.print(
+        f"\n{len(results)} submissions: {graded} graded, {full_marks} with full "
+        f"marks, {len(results) - graded} could not be read."
+    )
+
+
+def find_submissions(paths: tuple[Path, ...]) -> list[Path]:
+    """Notebook files named on the command line or found in folders."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir() and path.suffix != ".ipynb":
+            found.extend(
+                candidate
+                for candidate in sorted(path.rglob("*.ipynb"))
+                if not SKIPPED_FOLDERS & set(candidate.relative_to(path).parts)
+            )
+        elif path.exists() or path.is_symlink():
+            found.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    if not found:
+        raise UsageError(
+            "no notebooks (.ipynb) found in " + ", ".join(str(p) for p in paths)
+        )
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

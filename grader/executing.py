@@ -1,0 +1,254 @@
+"""Stage 3: run the needed student code in a Jupyter kernel and probe it.
+
+Each submission gets its own kernel (through nbclient), a private temporary
+working directory and a reduced environment. The kernel receives the
+snippets to run and the cases to call, and answers with plain JSON display
+messages tagged with a token chosen here for this run; nothing else it
+prints counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from grader.locating import LocatedCode, Snippet
+from grader.options import GradingOptions
+from grader.probing import FunctionRun, read_probe_report
+
+log = logging.getLogger(__name__)
+
+MIME = "application/vnd.grader.report+json"
+#: Name under which the kernel-side package is importable in the kernel.
+KERNEL_PACKAGE = "grader_inkernel"
+#: Environment variables a kernel inherits; everything else is dropped.
+KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
+KEPT_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_")
+
+
+@dataclass(frozen=True)
+class SnippetStatus:
+    cell: int
+    line: int | None
+    ok: bool
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What running and probing one submission produced."""
+
+    runs: dict[str, FunctionRun]
+    statuses: tuple[SnippetStatus, ...] = ()
+    backend: dict[str, Any] = field(default_factory=dict)
+    #: Set when the kernel could not be used at all (did not start, died
+    #: before probing); every function then fails with this reason.
+    failure: str | None = None
+
+
+class KernelPackage:
+    """A private copy of `grader.inkernel` for kernels to import.
+
+    Kernels get this folder on their path and nothing else of the grader,
+    so the assignment's reference is not importable from student code.
+    """
+
+    def __init__(self) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="grader-kernel-code-"))
+        source = Path(__file__).resolve().parent / "inkernel"
+        shutil.copytree(
+            source, self._folder / KERNEL_PACKAGE,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+
+    @property
+    def path(self) -> str:
+        return str(self._folder)
+
+    def close(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def execute(
+    located: LocatedCode,
+    requests: list[dict[str, Any]],
+    options: GradingOptions,
+    package: KernelPackage,
+) -> Execution:
+    """Run the submission's code in a fresh kernel, then each probe request."""
+    token = secrets.token_hex(16)
+    cells = [_setup_cell(token, options, package)]
+    if options.mode == "full":
+        cells += [
+            _snippets_cell(token, [Snippet(c.number, 1, c.source, "cell", ())])
+            for c in located.cells
+        ]
+    else:
+        cells.append(_snippets_cell(token, list(located.snippets)))
+    first_probe = len(cells)
+    for request in requests:
+        cells.append(_probe_cell(token, request))
+
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    with tempfile.TemporaryDirectory(prefix="grader-submission-") as workdir:
+        failure = _run_cells(notebook, first_probe, options, workdir)
+    return _read_reports(notebook, token, requests, first_probe, failure)
+
+
+def _setup_cell(token: str, options: GradingOptions, package: KernelPackage) -> Any:
+    payload = json.dumps({"token": token, "backend": options.backend})
+    source = (
+        f"import sys; sys.path.insert(0, {package.path!r})\n"
+        f"from {KERNEL_PACKAGE} import runtime as __grader_runtime__\n"
+        f"__grader_runtime__.setup({payload!r})"
+    )
+    return nbformat.v4.new_code_cell(source)
+
+
+def _snippets_cell(token: str, snippets: list[Snippet]) -> Any:
+    payload = json.dumps({
+        "token": token,
+        "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
+                     for s in snippets],
+    })
+    return nbformat.v4.new_code_cell(f"__grader_runtime__.run_snippets({payload!r})")
+
+
+def _probe_cell(token: str, request: dict[str, Any]) -> Any:
+    payload = json.dumps({"token": token, **request})
+    return nbformat.v4.new_code_cell(f"__grader_runtime__.probe({payload!r})")
+
+
+def _run_cells(
+    notebook: Any, first_probe: int, options: GradingOptions, workdir: str
+) -> str | None:
+    client = NotebookClient(
+        notebook,
+        timeout=int(options.cell_timeout),
+        kernel_name="python3",
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        record_timing=False,
+    )
+    try:
+        with client.setup_kernel(
+            cwd=workdir,
+            env=kernel_environment(workdir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ):
+            for index, cell in enumerate(notebook.cells):
+                if index == 1 and options.mode != "full":
+                    client.timeout = int(options.setup_timeout)
+                elif index >= first_probe:
+                    client.timeout = int(_probe_timeout(cell, options))
+                else:
+                    client.timeout = int(options.cell_timeout)
+                try:
+                    client.execute_cell(cell, index)
+                except CellTimeoutError:
+                    log.info("cell %d ran past %ss and was interrupted",
+                             index, client.timeout)
+                    cell.metadata["grader_timed_out"] = True
+    except DeadKernelError:
+        return "the kernel died while running the submission (it may have "\
+            "exited, crashed or run out of memory)"
+    except RuntimeError as exc:
+        return f"the kernel could not be started: {exc}"
+    return None
+
+
+def _probe_timeout(cell: Any, options: GradingOptions) -> float:
+    cases = cell.source.count('"calls"')
+    return options.case_timeout * max(cases, 1) + 10
+
+
+def kernel_environment(workdir: str) -> dict[str, str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key in KEPT_VARIABLES or key.startswith(KEPT_PREFIXES)
+    }
+    environment.update(
+        HOME=workdir,
+        TMPDIR=workdir,
+        IPYTHONDIR=os.path.join(workdir, ".ipython"),
+        MPLBACKEND="Agg",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+    return environment
+
+
+def _read_reports(
+    notebook: Any,
+    token: str,
+    requests: list[dict[str, Any]],
+    first_probe: int,
+    failure: str | None,
+) -> Execution:
+    backend: dict[str, Any] = {}
+    statuses: list[SnippetStatus] = []
+    for cell in notebook.cells[:first_probe]:
+        for kind, body in _reports(cell, token):
+            if kind == "setup" and isinstance(body, dict):
+                backend = body
+            elif kind == "snippets" and isinstance(body, dict):
+                statuses.extend(_statuses(body.get("statuses")))
+
+    runs: dict[str, FunctionRun] = {}
+    for offset, request in enumerate(requests):
+        name = request["function"]
+        index = first_probe + offset
+        cell = notebook.cells[index] if index < len(notebook.cells) else None
+        reports = [body for kind, body in _reports(cell, token) if kind == "probe"]
+        if reports:
+            runs[name] = read_probe_report(name, reports[-1])
+        elif cell is not None and cell.metadata.get("grader_timed_out"):
+            runs[name] = FunctionRun(name, "timeout", reason="ran past the time limit")
+        else:
+            reason = failure or "the kernel gave no answer for this function"
+            runs[name] = FunctionRun(name, "crashed", reason=reason)
+    return Execution(runs, tuple(statuses), backend, failure)
+
+
+def _reports(cell: Any, token: str) -> list[tuple[str, Any]]:
+    if cell is None:
+        return []
+    found = []
+    for output in cell.get("outputs", []):
+        message = output.get("data", {}).get(MIME)
+        if isinstance(message, dict) and message.get("token") == token:
+            found.append((str(message.get("kind")), message.get("body")))
+    return found
+
+
+def _statuses(raw: Any) -> list[SnippetStatus]:
+    if not isinstance(raw, list):
+        return []
+    statuses = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        error = entry.get("error") if isinstance(entry.get("error"), dict) else {}
+        statuses.append(SnippetStatus(
+            cell=int(entry.get("cell", 0)),
+            line=entry.get("line") if isinstance(entry.get("line"), int) else None,
+            ok=bool(entry.get("ok")),
+            error_type=str(error.get("type"))[:100] if error else None,
+            error_message=str(error.get("message"))[:300] if error else None,
+        ))
+    return statuses

@@ -1,0 +1,23 @@
+"""The settings of a grading run, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GradingOptions:
+    #: "sliced" runs only the imports, graded functions and helpers they
+    #: need; "full" runs every code cell top to bottom first.
+    mode: str = "sliced"
+    #: Keras/TensorFlow to use in the kernel: "auto" (the NumPy stand-in
+    #: where the real package is missing), "standin" or "tensorflow".
+    backend: str = "auto"
+    #: Seconds one notebook cell may run in the full mode.
+    cell_timeout: float = 30.0
+    #: Seconds one case (one call of a graded function) may run.
+    case_timeout: float = 5.0
+    #: Seconds the imports and definitions may take in the sliced mode.
+    setup_timeout: float = 60.0
+    #: Probe the public cases only (a student's self-check).
+    public_only: bool = False

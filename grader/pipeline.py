@@ -1,0 +1,169 @@
+"""The grading pipeline: one submission through every stage, and batches.
+
+    read -> locate -> execute (run + probe) -> compare/diagnose -> score
+
+`grade_submission` lists the stages in order; `Grader` holds what a batch
+computes once (the assignment, the diagnosis table, the kernel-side code).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from grader import __version__
+from grader.assignment import Assignment
+from grader.diagnosing import DiagnosisTable, diagnose, failed_import_names
+from grader.errors import SubmissionError
+from grader.executing import KernelPackage, execute
+from grader.locating import locate
+from grader.options import GradingOptions
+from grader.probing import probe_request
+from grader.reading import read_notebook
+from grader.scoring import FunctionScore, score_function
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    path: Path
+    status: str  # "graded" or "error"
+    score: float
+    max_score: float
+    functions: dict[str, FunctionScore] = field(default_factory=dict)
+    error_kind: str | None = None
+    error_message: str | None = None
+    digest: str | None = None
+    #: Which Keras/TensorFlow the kernel used, as the kernel reported it.
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        error = None
+        if self.status == "error":
+            error = {"kind": self.error_kind, "message": self.error_message}
+        return {
+            "path": str(self.path),
+            "status": self.status,
+            "error": error,
+            "score": self.score,
+            "max_score": self.max_score,
+            "functions": {name: f.to_dict() for name, f in self.functions.items()},
+        }
+
+
+class Grader:
+    """Grades submissions of one assignment; build once per batch."""
+
+    def __init__(self, assignment: Assignment, options: GradingOptions) -> None:
+        self.assignment = assignment
+        self.options = options
+        self.table = DiagnosisTable(assignment, public_only=options.public_only)
+        self.package = KernelPackage()
+
+    def close(self) -> None:
+        self.package.close()
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def max_score(self) -> float:
+        return sum(f.max_score for f in self.assignment.functions)
+
+    def grade(self, path: Path) -> SubmissionResult:
+        try:
+            return self._grade(path)
+        except SubmissionError as exc:
+            log.info("%s: %s", path, exc.message)
+            return SubmissionResult(path, "error", 0.0, self.max_score,
+                                    error_kind=exc.kind, error_message=exc.message)
+
+    def _grade(self, path: Path) -> SubmissionResult:
+        names = [f.name for f in self.assignment.functions]
+        notebook = read_notebook(path)
+        located = locate(notebook, names)
+        requests = [
+            probe_request(name, self.table.cases[name], self.options.case_timeout)
+            for name in names
+            if name in located.definitions
+        ]
+        execution = execute(located, requests, self.options, self.package)
+        failed_imports = failed_import_names(execution.statuses, located)
+
+        functions = {}
+        for graded in self.assignment.functions:
+            diagnoses = diagnose(self.table, graded.name,
+                                 execution.runs.get(graded.name), located,
+                                 failed_imports)
+            functions[graded.name] = score_function(graded, diagnoses)
+        return SubmissionResult(
+            path=path,
+            status="graded",
+            score=round(sum(f.score for f in functions.values()), 2),
+            max_score=self.max_score,
+            functions=functions,
+            digest=notebook.digest,
+            backend=execution.backend,
+        )
+
+    def grade_many(
+        self,
+        paths: list[Path],
+        jobs: int = 1,
+        on_result: Callable[[SubmissionResult], None] | None = None,
+    ) -> list[SubmissionResult]:
+        """Grade in `jobs` processes; results come back in the input order."""
+        results: dict[int, SubmissionResult] = {}
+        for index, result in self._stream(paths, jobs):
+            results[index] = result
+            if on_result is not None:
+                on_result(result)
+        return [results[i] for i in range(len(paths))]
+
+    def _stream(self, paths: list[Path], jobs: int) -> Iterator[tuple[int, SubmissionResult]]:
+        if jobs <= 1 or len(paths) <= 1:
+            for index, path in enumerate(paths):
+                yield index, self.grade(path)
+            return
+        global _WORKER_GRADER
+        _WORKER_GRADER = self  # inherited by the forked workers, not pickled
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_grade_in_worker, path): index
+                       for index, path in enumerate(paths)}
+            from concurrent.futures import as_completed
+
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    yield index, future.result()
+                except Exception as exc:  # a worker died: that submission fails
+                    yield index, SubmissionResult(
+                        paths[index], "error", 0.0, self.max_score,
+                        error_kind="grader_crashed",
+                        error_message=f"{paths[index]}: grading crashed "
+                        f"({type(exc).__name__}); grade it again alone",
+                    )
+
+
+_WORKER_GRADER: Grader | None = None
+
+
+def _grade_in_worker(path: Path) -> SubmissionResult:
+    assert _WORKER_GRADER is not None  # set before the pool forks
+    return _WORKER_GRADER.grade(path)
+
+
+def batch_report(assignment: Assignment, results: list[SubmissionResult]) -> dict[str, Any]:
+    return {
+        "grader_version": __version__,
+        "assignment": {"name": assignment.name, "version": assignment.version,
+                       "digest": assignment.digest},
+        "submissions": [result.to_dict() for result in results],
+    }

@@ -1,0 +1,182 @@
+"""Stage 1: read a submission file into its code cells.
+
+Only what grading needs is kept: the code cells' sources and where they sit
+in the notebook. Anything that is not a readable notebook becomes a
+`SubmissionError` with a one-line message naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from grader.errors import SubmissionError
+
+log = logging.getLogger(__name__)
+
+#: Bytes looked at to recognise PDFs, HTML pages and binary files.
+SNIFF_BYTES = 2048
+RESUBMIT = "re-save the notebook from Jupyter (File > Save) and submit the .ipynb again"
+
+
+@dataclass(frozen=True)
+class CodeCell:
+    #: 1-based position among all cells of the notebook, as students count.
+    number: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Notebook:
+    path: Path
+    #: nbformat major version of the file as submitted (3 is converted).
+    nbformat: int
+    code_cells: tuple[CodeCell, ...]
+    #: SHA-256 of the file's bytes: the submission's identity for resuming.
+    digest: str
+
+
+def read_notebook(path: Path) -> Notebook:
+    """Read `path`; raise SubmissionError when it is not a usable notebook."""
+    raw = _read_bytes(path)
+    digest = hashlib.sha256(raw).hexdigest()
+    text = _decode(path, raw)
+    content = _parse_json(path, text)
+    notebook = _to_v4(path, content)
+
+    cells = tuple(
+        CodeCell(number=index, source=_source_text(cell.get("source", "")))
+        for index, cell in enumerate(notebook.get("cells", []), start=1)
+        if cell.get("cell_type") == "code"
+    )
+    log.debug("%s: nbformat %s, %d code cells", path, content["nbformat"], len(cells))
+    return Notebook(path, int(content["nbformat"]), cells, digest)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise SubmissionError(
+            "not_a_file",
+            f"{path}: is a folder, not a notebook file; submit the .ipynb file itself",
+        )
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise SubmissionError(
+            "unreadable",
+            f"{path}: permission denied; make the file readable for the grader",
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SubmissionError(
+            "unreadable", f"{path}: cannot be read ({reason}); check the file"
+        ) from None
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    head = raw[:SNIFF_BYTES]
+    if not raw.strip():
+        raise SubmissionError(
+            "empty", f"{path}: the file is empty; {RESUBMIT}"
+        )
+    if head.startswith(b"%PDF"):
+        raise SubmissionError(
+            "not_a_notebook",
+            f"{path}: is a PDF, not a notebook; submit the .ipynb file, "
+            "not a printout of it",
+        )
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SubmissionError(
+            "not_a_notebook",
+            f"{path}: is a binary file, not a notebook; submit the .ipynb file",
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(
+            "not_utf8",
+            f"{path}: is not UTF-8 text (bad byte at offset {exc.start}); "
+            f"{RESUBMIT}",
+        ) from None
+    lowered = text[:SNIFF_BYTES].lstrip().lower()
+    if lowered.startswith(("<!doctype html", "<html", "<head", "<?xml")):
+        raise SubmissionError(
+            "not_a_notebook",
+            f"{path}: is an HTML page, not a notebook (saved from the browser?); "
+            f"{RESUBMIT}",
+        )
+    return text
+
+
+def _parse_json(path: Path, text: str) -> dict[str, Any]:
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if _looks_like_python(text):
+            raise SubmissionError(
+                "not_a_notebook",
+                f"{path}: is a Python script named .ipynb; submit the notebook "
+                "itself (File > Save in Jupyter), not an export",
+            ) from None
+        truncated = not text.rstrip().endswith("}")
+        reason = "the file ends early, it looks truncated" if truncated else exc.msg
+        raise SubmissionError(
+            "invalid_json",
+            f"{path}: is not valid notebook JSON ({reason}, line {exc.lineno} "
+            f"column {exc.colno}); {RESUBMIT}",
+        ) from None
+
+    if not isinstance(content, dict) or "nbformat" not in content:
+        raise SubmissionError(
+            "not_a_notebook",
+            f"{path}: is JSON but not a Jupyter notebook (no 'nbformat' field); "
+            "submit the .ipynb file of your assignment",
+        )
+    return content
+
+
+def _to_v4(path: Path, content: dict[str, Any]) -> Any:
+    major = content.get("nbformat")
+    if major == 4:
+        if not isinstance(content.get("cells"), list):
+            raise SubmissionError(
+                "not_a_notebook",
+                f"{path}: nbformat 4 notebook without a list of cells; {RESUBMIT}",
+            )
+        return content
+    if major == 3:
+        try:
+            # reads() rejoins v3's line lists before converting; validation
+            # problems are kept, not raised: old files often fail the schema.
+            converted = nbformat.reads(
+                json.dumps(content), as_version=4, capture_validation_error={}
+            )
+        except Exception as exc:  # nbformat raises many types on bad v3
+            raise SubmissionError(
+                "not_a_notebook",
+                f"{path}: nbformat 3 notebook that cannot be converted "
+                f"({type(exc).__name__}); {RESUBMIT}",
+            ) from None
+        return converted
+    raise SubmissionError(
+        "unsupported_format",
+        f"{path}: nbformat {major!r} is not supported (3 and 4 are); "
+        "open it in a current Jupyter and save it again",
+    )
+
+
+def _source_text(source: Any) -> str:
+    if isinstance(source, list):
+        return "".join(str(part) for part in source)
+    return str(source)
+
+
+def _looks_like_python(text: str) -> bool:
+    head = text.lstrip()[:SNIFF_BYTES]
+    return head.startswith(("#", "import ", "from ", "def ", '"""', "# In["))

@@ -1,0 +1,95 @@
+"""Stage 8: report results: terminal summary, JSON and CSV exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.markup import escape
+
+from grader.assignment import Assignment
+from grader.pipeline import SubmissionResult, batch_report
+
+
+def print_summary(
+    console: Console, results: Iterable[SubmissionResult], hints: bool = True
+) -> None:
+    """One line per submission, then its hints, indented."""
+    for result in results:
+        print_result(console, result, hints)
+
+
+def print_result(console: Console, result: SubmissionResult, hints: bool = True) -> None:
+    name = escape(str(result.path))
+    if result.status == "error":
+        console.print(
+            f"[bold red]ERROR[/]  {name}: {escape(result.error_kind or '')}",
+            soft_wrap=True,
+        )
+        if hints:
+            console.print(f"       {escape(result.error_message or '')}", soft_wrap=True)
+        return
+    full = result.score == result.max_score
+    colour = "green" if full else ("yellow" if result.score > 0 else "red")
+    passed = sum(1 for f in result.functions.values() if f.passed)
+    console.print(
+        f"[bold {colour}]{_points(result.score):>5}/{_points(result.max_score)}[/]  "
+        f"{name}  ({passed}/{len(result.functions)} functions pass)",
+        soft_wrap=True,
+    )
+    if not hints:
+        return
+    for function in result.functions.values():
+        for diagnosis in function.diagnoses:
+            console.print(
+                f"       [bold]{escape(function.name)}[/] [cyan]{diagnosis.id}[/]: "
+                f"{escape(diagnosis.message)}",
+                soft_wrap=True,
+            )
+
+
+def _points(value: float) -> str:
+    return f"{value:g}"
+
+
+def write_json(path: Path, assignment: Assignment, results: list[SubmissionResult]) -> None:
+    text = json.dumps(batch_report(assignment, results), indent=2, allow_nan=False)
+    _write_atomically(path, text + "\n")
+
+
+def write_csv(path: Path, assignment: Assignment, results: list[SubmissionResult]) -> None:
+    names = [f.name for f in assignment.functions]
+    header = (["path", "status", "error_kind", "score", "max_score"]
+              + [f"{name}_score" for name in names]
+              + [f"{name}_diagnoses" for name in names])
+    rows: list[list[Any]] = []
+    for result in results:
+        scores = [result.functions[n].score if n in result.functions else ""
+                  for n in names]
+        ids = [" ".join(d.id for d in result.functions[n].diagnoses)
+               if n in result.functions else "" for n in names]
+        rows.append([str(result.path), result.status, result.error_kind or "",
+                     result.score, result.max_score, *scores, *ids])
+
+    folder = path.parent if str(path.parent) else Path(".")
+    with tempfile.NamedTemporaryFile(
+        "w", newline="", encoding="utf-8", dir=folder, delete=False, suffix=".tmp"
+    ) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(handle.name, path)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=folder, delete=False, suffix=".tmp"
+    ) as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
