@@ -335,10 +335,15 @@ def _type_diagnoses(context: _Context) -> list[Diagnosis]:
     for case in context.cases:
         outcome = context.outcomes[case.id]
         leaves = result_leaves(outcome.result)
-        if not leaves:
+        expected = context.table.reference[context.name][case.id]
+        if not leaves or len(leaves) != len(expected.leaves):
             continue
-        wrong = next((leaf for leaf in leaves
-                      if leaf.kind not in graded.accept_kinds), None)
+        # A leaf of the wrong shape is a wrong value, already explained; the
+        # type is judged only where the structure is the expected one.
+        wrong = next((leaf for leaf, want in zip(leaves, expected.leaves)
+                      if leaf.kind not in graded.accept_kinds
+                      and leaf.shape is not None
+                      and (leaf.shape == want.shape or want.shape == ())), None)
         if wrong is None:
             continue
         for mistake in context.table.assignment.mistakes_for(context.name):

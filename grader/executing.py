@@ -1,10 +1,15 @@
-"""Stage 3: run the needed student code in a Jupyter kernel and probe it.
+"""Stage 3: run the needed student code in isolation and probe it.
 
-Each submission gets its own kernel (through nbclient), a private temporary
-working directory and a reduced environment. The kernel receives the
-snippets to run and the cases to call, and answers with plain JSON display
-messages tagged with a token chosen here for this run; nothing else it
-prints counts.
+Two engines share the kernel-side code (`grader.inkernel`):
+
+* the fork engine (default for the sliced mode): a warmed process per
+  grading worker, started without the assignment's reference, forks one
+  isolated child per submission (see `grader.inkernel.zygote`);
+* the kernel engine (the full mode, and the fidelity reference): a Jupyter
+  kernel per submission through nbclient, answering with display messages
+  tagged with a token chosen here for this run.
+
+Either way only plain JSON comes back; nothing the student prints counts.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import json
 import logging
 import os
 import secrets
+import select
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,8 @@ class Execution:
     #: Set when the kernel could not be used at all (did not start, died
     #: before probing); every function then fails with this reason.
     failure: str | None = None
+    #: Which protections were active ("namespace", "sockets_blocked", ...).
+    protections: dict[str, Any] = field(default_factory=dict)
 
 
 class KernelPackage:
@@ -82,7 +92,7 @@ class KernelPackage:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def execute(
+def execute_in_kernel(
     located: LocatedCode,
     requests: list[dict[str, Any]],
     options: GradingOptions,
@@ -252,3 +262,125 @@ def _statuses(raw: Any) -> list[SnippetStatus]:
             error_message=str(error.get("message"))[:300] if error else None,
         ))
     return statuses
+
+
+class ForkEngine:
+    """Drives one warmed zygote process; restarts it if it dies.
+
+    Owned by one process: a grading worker forked from the batch's parent
+    starts its own zygote rather than sharing the parent's pipes.
+    """
+
+    def __init__(self, package: KernelPackage, options: GradingOptions) -> None:
+        self.package = package
+        self.options = options
+        self._process: subprocess.Popen[str] | None = None
+        self._owner = 0
+        self._workdir = ""
+
+    def close(self) -> None:
+        if self._process is not None and self._owner == os.getpid():
+            self._process.kill()
+            self._process.wait()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._process = None
+
+    def execute(
+        self, located: LocatedCode, requests: list[dict[str, Any]]
+    ) -> Execution:
+        cases = sum(len(r["cases"]) for r in requests)
+        timeout = self.options.case_timeout * cases + self.options.setup_timeout / 3
+        request = {
+            "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
+                         for s in located.snippets],
+            "probes": requests,
+            "timeout": timeout,
+            "limits": {
+                "memory_bytes": self.options.memory_limit_mb * 1024 * 1024,
+                "cpu_seconds": int(timeout) + 1,
+                "file_bytes": 64 * 1024 * 1024,
+            },
+        }
+        answer = self._ask(request, timeout + 15)
+        if answer is None:
+            reason = "the grading sandbox stopped answering; the submission was stopped"
+            return Execution(
+                {r["function"]: FunctionRun(r["function"], "crashed", reason=reason)
+                 for r in requests},
+                failure=reason,
+            )
+        return _execution_from_answer(answer, requests)
+
+    def _ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        process = self._zygote()
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+        except BrokenPipeError:
+            self.close()
+            return None
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            log.warning("the grading sandbox did not answer; restarting it")
+            self.close()
+            return None
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _zygote(self) -> subprocess.Popen[str]:
+        alive = self._process is not None and self._process.poll() is None
+        if alive and self._owner == os.getpid():
+            assert self._process is not None
+            return self._process
+        self._workdir = tempfile.mkdtemp(prefix="grader-zygote-")
+        environment = kernel_environment(self._workdir)
+        environment["PYTHONPATH"] = self.package.path
+        started = time.monotonic()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", f"{KERNEL_PACKAGE}.zygote", self.options.backend],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=self._workdir,
+            env=environment,
+            text=True,
+        )
+        self._owner = os.getpid()
+        log.debug("sandbox started in %.2fs", time.monotonic() - started)
+        return self._process
+
+
+def _execution_from_answer(
+    answer: dict[str, Any], requests: list[dict[str, Any]]
+) -> Execution:
+    statuses: list[SnippetStatus] = []
+    probes: dict[str, Any] = {}
+    for report in answer.get("reports", []):
+        if not isinstance(report, dict):
+            continue
+        body = report.get("body")
+        if report.get("kind") == "snippets" and isinstance(body, dict):
+            statuses.extend(_statuses(body.get("statuses")))
+        elif report.get("kind") == "probe" and isinstance(body, dict):
+            probes[str(body.get("function"))] = body
+
+    status = answer.get("status")
+    runs = {}
+    for request in requests:
+        name = request["function"]
+        if name in probes:
+            runs[name] = read_probe_report(name, probes[name])
+        elif status == "timeout":
+            runs[name] = FunctionRun(name, "timeout", reason="ran past the time limit")
+        else:
+            reason = (f"the submission's process ended before this function was "
+                      f"probed ({answer.get('exit')}; it may have exited, crashed "
+                      "or run out of memory)")
+            if status == "oversized":
+                reason = "the submission sent back more data than allowed"
+            runs[name] = FunctionRun(name, "crashed", reason=reason)
+    protections = {"network": answer.get("network"), "engine": "fork"}
+    backend = answer.get("backend") if isinstance(answer.get("backend"), dict) else {}
+    return Execution(runs, tuple(statuses), backend or {}, None, protections)

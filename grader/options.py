@@ -21,3 +21,9 @@ class GradingOptions:
     setup_timeout: float = 60.0
     #: Probe the public cases only (a student's self-check).
     public_only: bool = False
+    #: "fork" (a warmed sandbox process forks a child per submission) or
+    #: "kernel" (a Jupyter kernel per submission). The full mode always
+    #: uses a kernel.
+    engine: str = "fork"
+    #: Memory a submission may allocate, in MiB, on top of the sandbox's own.
+    memory_limit_mb: int = 1024

@@ -18,11 +18,11 @@ from grader import __version__
 from grader.assignment import Assignment
 from grader.diagnosing import DiagnosisTable, diagnose, failed_import_names
 from grader.errors import SubmissionError
-from grader.executing import KernelPackage, execute
+from grader.executing import ForkEngine, KernelPackage, execute_in_kernel
 from grader.locating import locate
 from grader.options import GradingOptions
 from grader.probing import probe_request
-from grader.reading import read_notebook
+from grader.reading import Notebook, read_notebook
 from grader.scoring import FunctionScore, score_function
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,10 @@ class Grader:
         self.options = options
         self.table = DiagnosisTable(assignment, public_only=options.public_only)
         self.package = KernelPackage()
+        self.fork_engine = ForkEngine(self.package, options)
 
     def close(self) -> None:
+        self.fork_engine.close()
         self.package.close()
 
     def __enter__(self) -> "Grader":
@@ -86,15 +88,21 @@ class Grader:
                                     error_kind=exc.kind, error_message=exc.message)
 
     def _grade(self, path: Path) -> SubmissionResult:
+        return self.grade_notebook(read_notebook(path))
+
+    def grade_notebook(self, notebook: Notebook) -> SubmissionResult:
+        """Grade a notebook already read: locate, execute, diagnose, score."""
         names = [f.name for f in self.assignment.functions]
-        notebook = read_notebook(path)
         located = locate(notebook, names)
         requests = [
             probe_request(name, self.table.cases[name], self.options.case_timeout)
             for name in names
             if name in located.definitions
         ]
-        execution = execute(located, requests, self.options, self.package)
+        if self.options.mode == "full" or self.options.engine == "kernel":
+            execution = execute_in_kernel(located, requests, self.options, self.package)
+        else:
+            execution = self.fork_engine.execute(located, requests)
         failed_imports = failed_import_names(execution.statuses, located)
 
         functions = {}
@@ -104,7 +112,7 @@ class Grader:
                                  failed_imports)
             functions[graded.name] = score_function(graded, diagnoses)
         return SubmissionResult(
-            path=path,
+            path=notebook.path,
             status="graded",
             score=round(sum(f.score for f in functions.values()), 2),
             max_score=self.max_score,

@@ -74,17 +74,9 @@ def _namespace() -> dict[str, Any]:
 
 
 def _emit(token: str, kind: str, body: Any) -> None:
-    message = {"token": token, "kind": kind, "body": body}
-    try:
-        from IPython.display import display
+    from IPython.display import display
 
-        display({MIME: message}, raw=True)
-    except ImportError:  # outside a kernel (the fork engine reads returns)
-        pass
-    _LAST[kind] = message
-
-
-_LAST: dict[str, Any] = {}
+    display({MIME: {"token": token, "kind": kind, "body": body}}, raw=True)
 
 
 def setup(payload: str) -> dict[str, Any]:
@@ -103,20 +95,26 @@ def setup(payload: str) -> dict[str, Any]:
 def run_snippets(payload: str) -> list[dict[str, Any]]:
     """Run each snippet on its own; one failure never stops the others."""
     request = json.loads(payload)
-    namespace = _namespace()
+    body = run_snippets_in(request["snippets"], _namespace())
+    _emit(request["token"], "snippets", body)
+    return body["statuses"]
+
+
+def run_snippets_in(
+    snippets: list[dict[str, Any]], namespace: dict[str, Any]
+) -> dict[str, Any]:
+    """Run snippets in `namespace`; report each one's status and the output."""
     statuses = []
     stream = _CappedStream()
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = stream
     try:
-        for snippet in request["snippets"]:
+        for snippet in snippets:
             statuses.append(_run_source(snippet, namespace))
     finally:
         sys.stdout, sys.stderr = saved
     _fill_backend_gaps()
-    body = {"statuses": statuses, "output": stream.summary()}
-    _emit(request["token"], "snippets", body)
-    return statuses
+    return {"statuses": statuses, "output": stream.summary()}
 
 
 def _run_source(snippet: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
@@ -144,13 +142,17 @@ def _fill_backend_gaps() -> None:
 def probe(payload: str) -> dict[str, Any]:
     """Call one graded function on each case; report plain observations."""
     request = json.loads(payload)
-    namespace = _namespace()
+    body = probe_namespace(request, _namespace())
+    _emit(request["token"], "probe", body)
+    return body
+
+
+def probe_namespace(request: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
+    """Probe the function `request["function"]` found in `namespace`."""
     name = request["function"]
     function = namespace.get(name)
     if function is None:
-        body: dict[str, Any] = {"function": name, "found": False, "cases": []}
-        _emit(request["token"], "probe", body)
-        return body
+        return {"function": name, "found": False, "cases": []}
 
     stream = _CappedStream()
     outcomes = []
@@ -161,10 +163,8 @@ def probe(payload: str) -> dict[str, Any]:
             outcomes.append(_probe_case(function, case, request.get("case_timeout", 5)))
     finally:
         sys.stdout, sys.stderr = saved
-    body = {"function": name, "found": True, "callable": callable(function),
+    return {"function": name, "found": True, "callable": callable(function),
             "cases": outcomes, "output": stream.summary()}
-    _emit(request["token"], "probe", body)
-    return body
 
 
 def _probe_case(function: Any, case: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -1,0 +1,220 @@
+"""A warmed process that forks one isolated child per submission.
+
+Started once per grading worker with only numpy, the runtime and the
+Keras/TensorFlow stand-in imported (never the assignment's reference), it
+reads one JSON request per line on stdin, forks a child that runs the
+submission's snippets and probes, and answers one JSON line on stdout.
+
+The child: new session (so the whole group can be killed), private working
+directory, resource limits, no network where the platform allows a network
+namespace, stdin/stdout/stderr on /dev/null. It writes its reports, one JSON
+line each, to a pipe as they are ready, so that a child that dies half-way
+still leaves what it finished. It leaves with os._exit: atexit hooks and
+__del__ methods of student objects never run after grading.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from typing import Any
+
+#: Bytes of reports accepted from one child; more is a failed submission.
+REPORT_CAP = 8 * 1024 * 1024
+CLONE_NEWNET = 0x40000000
+
+
+def main() -> None:
+    from . import legacy_backend, runtime  # noqa: F401  (warm the imports)
+
+    backend = sys.argv[1] if len(sys.argv) > 1 else "auto"
+    try:
+        installed: dict[str, Any] = legacy_backend.install(backend)
+    except ModuleNotFoundError as exc:
+        installed = {"error": str(exc)}
+    network = _network_protection_available()
+    for line in sys.stdin:
+        request = json.loads(line)
+        answer = _grade_in_child(request)
+        answer["backend"] = installed
+        answer["network"] = network
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def _network_protection_available() -> str:
+    """Which network protection children get: tested once in a throwaway child."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _unshare_network() else 1)
+    _, status = os.waitpid(pid, 0)
+    return "namespace" if os.WEXITSTATUS(status) == 0 else "sockets_blocked"
+
+
+def _grade_in_child(request: dict[str, Any]) -> dict[str, Any]:
+    read_end, write_end = os.pipe()
+    workdir = tempfile.mkdtemp(prefix="grader-submission-")
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child never returns from here
+        os.close(read_end)
+        _child(request, write_end, workdir)
+    os.close(write_end)
+
+    deadline = started + float(request.get("timeout", 60))
+    reports, status = _collect(read_end, deadline)
+    os.close(read_end)
+    exit_text = _reap(pid, deadline)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "status": status,
+        "exit": exit_text,
+        "reports": reports,
+        "seconds": round(time.monotonic() - started, 4),
+    }
+
+
+def _collect(read_end: int, deadline: float) -> tuple[list[Any], str]:
+    chunks: list[bytes] = []
+    size = 0
+    status = "finished"
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            status = "timeout"
+            break
+        ready, _, _ = select.select([read_end], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > REPORT_CAP:
+            status = "oversized"
+            break
+        chunks.append(chunk)
+
+    reports = []
+    for line in b"".join(chunks).split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            reports.append(json.loads(line))
+        except ValueError:
+            status = "malformed"
+            break
+    return reports, status
+
+
+def _reap(pid: int, deadline: float) -> str:
+    """Wait for the child until the deadline, then kill its whole group."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            _kill_group(pid)
+            done, status = os.waitpid(pid, 0)
+            break
+        time.sleep(0.002)
+    # Whatever the submission started in its session goes too.
+    _kill_group(pid)
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _child(request: dict[str, Any], write_end: int, workdir: str) -> None:
+    code = 0
+    try:
+        _isolate(request, workdir)
+        from . import runtime
+
+        def report(kind: str, body: Any) -> None:
+            line = json.dumps({"kind": kind, "body": body}, allow_nan=False)
+            data = (line + "\n").encode()
+            while data:
+                written = os.write(write_end, data)
+                data = data[written:]
+
+        namespace: dict[str, Any] = {"__name__": "__main__",
+                                     "__builtins__": __builtins__}
+        report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
+        for probe in request["probes"]:
+            report("probe", runtime.probe_namespace(probe, namespace))
+    except BaseException:  # nothing may escape a forked child
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _isolate(request: dict[str, Any], workdir: str) -> None:
+    os.setsid()
+    os.chdir(workdir)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    limits = request.get("limits", {})
+    memory = int(limits.get("memory_bytes", 0))
+    if memory:
+        # Address space counts what the warmed parent already mapped.
+        resource.setrlimit(resource.RLIMIT_AS, (_mapped_bytes() + memory,) * 2)
+    cpu = int(limits.get("cpu_seconds", 0))
+    if cpu:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    file_size = int(limits.get("file_bytes", 0))
+    if file_size:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not _unshare_network():
+        _block_sockets()
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        return 0
+
+
+def _unshare_network() -> bool:
+    """Move into an empty network namespace (Linux, with the privilege)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.unshare(CLONE_NEWNET) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _block_sockets() -> None:
+    """Weaker fallback: Python-level sockets refuse to be created."""
+    import socket
+
+    class _NoNetwork(socket.socket):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise PermissionError("network access is disabled while grading")
+
+    socket.socket = _NoNetwork  # type: ignore[misc]
+
+
+if __name__ == "__main__":
+    main()

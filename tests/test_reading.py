@@ -1,0 +1,114 @@
+"""Reading: every kind of bad file becomes a one-line error naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.errors import SubmissionError
+from grader.reading import read_notebook
+
+
+def _notebook_text(**metadata: object) -> str:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("import numpy as np"),
+        nbformat.v4.new_code_cell("def f():\n    return 1"),
+    ])
+    nb.metadata.update(metadata)
+    return nbformat.writes(nb)
+
+
+def test_reads_code_cells_with_their_notebook_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "ok.ipynb"
+    path.write_text(_notebook_text(), encoding="utf-8")
+    notebook = read_notebook(path)
+    assert notebook.nbformat == 4
+    assert [c.number for c in notebook.code_cells] == [2, 3]
+    assert notebook.code_cells[1].source == "def f():\n    return 1"
+    assert len(notebook.digest) == 64
+
+
+def test_unknown_metadata_and_missing_optional_keys_are_fine(tmp_path: Path) -> None:
+    content = json.loads(_notebook_text(kernelspec={"name": "conda-env-x"},
+                                        weird={"a": [1, 2]}))
+    for cell in content["cells"]:
+        cell.pop("id", None)
+        cell.pop("metadata", None)
+    path = tmp_path / "odd.ipynb"
+    path.write_text(json.dumps(content), encoding="utf-8")
+    assert len(read_notebook(path).code_cells) == 2
+
+
+def test_nbformat_3_is_converted(tmp_path: Path) -> None:
+    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[
+        nbformat.v3.new_code_cell(input="x = 1\ny = 2"),
+    ])])
+    path = tmp_path / "old.ipynb"
+    path.write_text(nbformat.writes(v3, version=3), encoding="utf-8")
+    notebook = read_notebook(path)
+    assert notebook.nbformat == 3
+    assert notebook.code_cells[0].source == "x = 1\ny = 2"
+
+
+BAD_FILES = [
+    ("truncated.ipynb", _notebook_text()[:200].encode(), "invalid_json", "truncated"),
+    ("empty.ipynb", b"", "empty", "empty"),
+    ("blank.ipynb", b"  \n\n", "empty", "empty"),
+    ("page.ipynb", b"<!DOCTYPE html><html><body>nb</body></html>", "not_a_notebook",
+     "HTML page"),
+    ("print.ipynb", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "not_a_notebook", "PDF"),
+    ("blob.ipynb", b"\x00\x01\x02binary\x00", "not_a_notebook", "binary"),
+    ("latin1.ipynb", '{"nbformat": 4, "cells": ["\xe9"]}'.encode("latin-1"),
+     "not_utf8", "UTF-8"),
+    ("export.ipynb", b"#!/usr/bin/env python\nimport numpy as np\n", "not_a_notebook",
+     "Python script"),
+    ("list.ipynb", b"[1, 2, 3]", "not_a_notebook", "not a Jupyter notebook"),
+    ("future.ipynb", b'{"nbformat": 5, "cells": []}', "unsupported_format",
+     "nbformat 5"),
+]
+
+
+@pytest.mark.parametrize("name, content, kind, words", BAD_FILES)
+def test_bad_files_get_a_kind_and_a_one_line_message(
+    tmp_path: Path, name: str, content: bytes, kind: str, words: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(path)
+    assert caught.value.kind == kind
+    message = caught.value.message
+    assert message.startswith(str(path) + ": ")
+    assert words in message
+    assert "\n" not in message
+
+
+def test_a_folder_named_like_a_notebook(tmp_path: Path) -> None:
+    folder = tmp_path / "x.ipynb"
+    folder.mkdir()
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(folder)
+    assert caught.value.kind == "not_a_file"
+
+
+def test_a_symlink_loop(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.ipynb"
+    os.symlink(loop, loop)
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(loop)
+    assert caught.value.kind == "unreadable"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret.ipynb"
+    path.write_text(_notebook_text(), encoding="utf-8")
+    path.chmod(0)
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(path)
+    assert caught.value.kind == "unreadable"
