@@ -48,6 +48,10 @@ def main(verbose: int) -> None:
 @click.option("--assignment", "assignment_dir",
               type=click.Path(path_type=Path, file_okay=False),
               help="Assignment folder (default: the one shipped in reference/).")
+@click.option("--engine", type=click.Choice(["fork", "kernel"]), default="fork",
+              show_default=True,
+              help="How the default mode runs code: a forked sandbox per "
+                   "submission, or a Jupyter kernel (slower; --full always uses one).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Submissions graded at once (default: number of cores).")
 @click.option("--cell-timeout", type=click.FloatRange(min=1), default=30.0,
@@ -61,6 +65,7 @@ def grade(
     csv_path: Path | None,
     full: bool,
     backend: str,
+    engine: str,
     assignment_dir: Path | None,
     jobs: int | None,
     cell_timeout: float,
@@ -81,6 +86,7 @@ def grade(
     options = GradingOptions(
         mode="full" if full else "sliced",
         backend=backend,
+        engine=engine,
         cell_timeout=cell_timeout,
         case_timeout=case_timeout,
     )
