@@ -6,6 +6,7 @@ usage or set-up error.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -58,6 +59,12 @@ def main(verbose: int) -> None:
               show_default=True, help="Seconds per cell in --full mode.")
 @click.option("--case-timeout", type=click.FloatRange(min=0.1), default=5.0,
               show_default=True, help="Seconds per call of a graded function.")
+@click.option("--gradebook", "gradebook_path", type=click.Path(path_type=Path,
+              dir_okay=False), default=Path("gradebook.sqlite"), show_default=True,
+              help="SQLite gradebook; each result is stored as it is known, and "
+                   "submissions already in it are not graded again.")
+@click.option("--fresh", is_flag=True, help="Grade everything again, ignoring "
+              "results already in the gradebook.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the one-line summaries.")
 def grade(
     paths: tuple[Path, ...],
@@ -70,10 +77,13 @@ def grade(
     jobs: int | None,
     cell_timeout: float,
     case_timeout: float,
+    gradebook_path: Path,
+    fresh: bool,
     quiet: bool,
 ) -> None:
     """Grade the notebooks in PATHS (files or folders, searched recursively)."""
-    from grader.pipeline import Grader
+    from grader.gradebook import Gradebook
+    from grader.pipeline import Grader, SubmissionResult
     from grader.reporting import print_result, write_csv, write_json
 
     console = Console(highlight=False)
@@ -90,13 +100,34 @@ def grade(
         cell_timeout=cell_timeout,
         case_timeout=case_timeout,
     )
-    log.info("grading %d submissions of %s", len(submissions), assignment.name)
+    book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest)
+    digests = {path: submission_digest(path) for path in submissions}
+    known: dict[Path, SubmissionResult] = {}
+    if not fresh:
+        for path, digest in digests.items():
+            stored = book.lookup(digest) if digest else None
+            if stored is not None:
+                known[path] = SubmissionResult.from_dict({**stored, "path": str(path)})
+    for result in known.values():
+        print_result(console, result, hints=not quiet)
+    if known:
+        console.print(f"({len(known)} already in {gradebook_path}; --fresh grades "
+                      "them again)", soft_wrap=True)
+
+    def keep(result: SubmissionResult) -> None:
+        digest = digests.get(result.path)
+        if digest:
+            book.record(digest, result.to_dict(), student=None)
+        print_result(console, result, hints=not quiet)
+
+    pending = [path for path in submissions if path not in known]
+    log.info("grading %d submissions of %s", len(pending), assignment.name)
     with Grader(assignment, options) as grader:
-        results = grader.grade_many(
-            submissions,
-            jobs=jobs or os.cpu_count() or 1,
-            on_result=lambda result: print_result(console, result, hints=not quiet),
-        )
+        fresh_results = grader.grade_many(
+            pending, jobs=jobs or os.cpu_count() or 1, on_result=keep)
+    book.close()
+    graded_now = dict(zip(pending, fresh_results))
+    results = [known.get(path) or graded_now[path] for path in submissions]
     if json_path:
         write_json(json_path, assignment, results)
     if csv_path:
@@ -106,8 +137,17 @@ def grade(
     full_marks = sum(1 for r in results if r.status == "graded" and r.score == r.max_score)
     console.print(
         f"\n{len(results)} submissions: {graded} graded, {full_marks} with full "
-        f"marks, {len(results) - graded} could not be read."
+        f"marks, {len(results) - graded} could not be read.",
+        soft_wrap=True,
     )
+
+
+def submission_digest(path: Path) -> str | None:
+    """SHA-256 of the file's bytes; None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def find_submissions(paths: tuple[Path, ...]) -> list[Path]:

@@ -61,7 +61,12 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "message": self.message, "cell": self.cell,
-                "line": self.line, "points_lost": self.points}
+                "line": self.line, "points_lost": self.points, "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Diagnosis":
+        return cls(raw["id"], raw["message"], raw.get("kind", "value"),
+                   float(raw.get("points_lost", 0)), raw.get("cell"), raw.get("line"))
 
 
 @dataclass(frozen=True)

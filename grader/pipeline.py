@@ -40,6 +40,8 @@ class SubmissionResult:
     digest: str | None = None
     #: Which Keras/TensorFlow the kernel used, as the kernel reported it.
     backend: dict[str, Any] = field(default_factory=dict)
+    #: Which isolation was active (engine, network protection).
+    protections: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         error = None
@@ -52,7 +54,23 @@ class SubmissionResult:
             "score": self.score,
             "max_score": self.max_score,
             "functions": {name: f.to_dict() for name, f in self.functions.items()},
+            "protections": self.protections,
         }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "SubmissionResult":
+        """Rebuild a result stored in the gradebook."""
+        error = raw.get("error") or {}
+        return cls(
+            path=Path(raw["path"]),
+            status=raw["status"],
+            score=float(raw["score"]),
+            max_score=float(raw["max_score"]),
+            functions={name: FunctionScore.from_dict(name, f)
+                       for name, f in raw.get("functions", {}).items()},
+            error_kind=error.get("kind"),
+            error_message=error.get("message"),
+        )
 
 
 class Grader:
@@ -119,6 +137,7 @@ class Grader:
             functions=functions,
             digest=notebook.digest,
             backend=execution.backend,
+            protections=execution.protections,
         )
 
     def grade_many(

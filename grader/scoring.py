@@ -37,6 +37,11 @@ class FunctionScore:
             "diagnoses": [d.to_dict() for d in self.diagnoses],
         }
 
+    @classmethod
+    def from_dict(cls, name: str, raw: dict[str, Any]) -> "FunctionScore":
+        return cls(name, float(raw["score"]), float(raw["max_score"]),
+                   tuple(Diagnosis.from_dict(d) for d in raw.get("diagnoses", [])))
+
 
 def score_function(graded: GradedFunction, diagnoses: list[Diagnosis]) -> FunctionScore:
     if any(d.kind in ("error", "unfinished") for d in diagnoses):

@@ -29,7 +29,8 @@ def test_an_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
 def test_bad_notebooks_still_exit_0_and_are_reported(tmp_path: Path) -> None:
     (tmp_path / "empty.ipynb").write_bytes(b"")
     (tmp_path / "page.ipynb").write_text("<html></html>", encoding="utf-8")
-    result = CliRunner().invoke(main, ["grade", str(tmp_path), "-j", "1"])
+    result = CliRunner().invoke(main, ["grade", str(tmp_path), "-j", "1",
+                                       "--gradebook", str(tmp_path / "gb.sqlite")])
     assert result.exit_code == 0, result.output
     assert "empty.ipynb: empty" in result.output
     assert "page.ipynb: not_a_notebook" in result.output

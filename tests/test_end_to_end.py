@@ -42,7 +42,7 @@ def fork_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("e2e") / "out.json"
     csv_path = out.with_suffix(".csv")
     done = run_grader("grade", str(SAMPLES), "--json", str(out), "--csv",
-                      str(csv_path), "-j", "2")
+                      str(csv_path), "-j", "2", "--gradebook", str(out.parent / "gb"))
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text(encoding="utf-8"))
     report["_csv"] = csv_path.read_text(encoding="utf-8")
@@ -91,7 +91,7 @@ def test_kernel_engine_agrees_with_the_fork_engine(
 ) -> None:
     out = tmp_path / "kernel.json"
     done = run_grader("grade", str(SAMPLES), "--engine", "kernel", "--json",
-                      str(out), "-j", "2", "-q")
+                      str(out), "-j", "2", "-q", "--gradebook", str(tmp_path / "gb"))
     assert done.returncode == 0, done.stderr
     kernel = json.loads(out.read_text(encoding="utf-8"))
     check_against_manifest(kernel)

@@ -1,0 +1,104 @@
+"""The SQLite gradebook: every result is stored as soon as it is known.
+
+A result is keyed by the submission's content hash, the grader version and
+the assignment's digest, so rerunning a batch skips what is already graded
+(and regrades everything after a change of grader or assignment). Each
+result is one transaction: killing the grader loses at most the submissions
+still being graded.
+
+Schema (query it with the `sqlite3` shell):
+
+    results(digest, grader_version, assignment, assignment_digest, path,
+            student, status, score, max_score, error_kind, error_message,
+            graded_at, result_json)        -- one row per graded file
+    diagnoses(digest, grader_version, assignment_digest, function,
+              diagnosis_id, cell, line, points_lost)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    digest TEXT NOT NULL,
+    grader_version TEXT NOT NULL,
+    assignment TEXT NOT NULL,
+    assignment_digest TEXT NOT NULL,
+    path TEXT NOT NULL,
+    student TEXT,
+    status TEXT NOT NULL,
+    score REAL NOT NULL,
+    max_score REAL NOT NULL,
+    error_kind TEXT,
+    error_message TEXT,
+    graded_at TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    PRIMARY KEY (digest, grader_version, assignment_digest)
+);
+CREATE TABLE IF NOT EXISTS diagnoses (
+    digest TEXT NOT NULL,
+    grader_version TEXT NOT NULL,
+    assignment_digest TEXT NOT NULL,
+    function TEXT NOT NULL,
+    diagnosis_id TEXT NOT NULL,
+    cell INTEGER,
+    line INTEGER,
+    points_lost REAL
+);
+CREATE INDEX IF NOT EXISTS diagnoses_by_result
+    ON diagnoses (digest, grader_version, assignment_digest);
+"""
+
+
+class Gradebook:
+    def __init__(self, path: Path, grader_version: str, assignment: str,
+                 assignment_digest: str) -> None:
+        self.path = path
+        self.key = (grader_version, assignment_digest)
+        self.assignment = assignment
+        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, digest: str) -> dict[str, Any] | None:
+        """The stored result (as exported JSON) of a submission, if graded."""
+        row = self._db.execute(
+            "SELECT result_json FROM results WHERE digest = ? AND grader_version = ?"
+            " AND assignment_digest = ?", (digest, *self.key),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record(self, digest: str, result: dict[str, Any], student: str | None) -> None:
+        """Store one result atomically, replacing an earlier one for the same key."""
+        error = result.get("error") or {}
+        key = (digest, *self.key)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "DELETE FROM diagnoses WHERE digest = ? AND grader_version = ?"
+                " AND assignment_digest = ?", key)
+            self._db.execute(
+                "INSERT OR REPLACE INTO results VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (digest, self.key[0], self.assignment, self.key[1],
+                 result["path"], student, result["status"], result["score"],
+                 result["max_score"], error.get("kind"), error.get("message"),
+                 datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 json.dumps(result)),
+            )
+            self._db.executemany(
+                "INSERT INTO diagnoses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, name, d["id"], d.get("cell"), d.get("line"),
+                  d.get("points_lost"))
+                 for name, function in result.get("functions", {}).items()
+                 for d in function.get("diagnoses", [])],
+            )

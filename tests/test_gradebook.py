@@ -1,0 +1,96 @@
+"""Nothing already graded is lost: SIGKILL mid-batch, then resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import SAMPLES
+
+
+def make_batch(folder: Path, copies: int) -> int:
+    """Copies of the samples, each with different bytes (so a new digest)."""
+    count = 0
+    for copy in range(copies):
+        for sample in sorted(SAMPLES.glob("*.ipynb")):
+            target = folder / f"{copy}_{sample.name}"
+            shutil.copy(sample, target)
+            with target.open("a", encoding="utf-8") as handle:
+                handle.write("\n" * (copy + 1))  # JSON allows trailing blanks
+            count += 1
+    return count
+
+
+def rows(gradebook: Path) -> int:
+    if not gradebook.exists():
+        return 0
+    with sqlite3.connect(gradebook) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM results").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def grade(folder: Path, gradebook: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "grader", "grade", str(folder), "-j", "1", "-q",
+         "--gradebook", str(gradebook), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_sigkill_mid_batch_loses_nothing_and_resume_adds_no_duplicates(
+    tmp_path: Path,
+) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    total = make_batch(batch, copies=3)
+    gradebook = tmp_path / "grades.sqlite"
+
+    first = grade(batch, gradebook)
+    deadline = time.monotonic() + 120
+    while rows(gradebook) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = rows(gradebook)
+    assert kept >= 5
+
+    out = tmp_path / "out.json"
+    second = grade(batch, gradebook, "--json", str(out))
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr
+    assert rows(gradebook) == total
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert len(report["submissions"]) == total
+    if kept < total:
+        assert f"({kept} already in {gradebook};" in stdout
+
+    with sqlite3.connect(gradebook) as db:
+        duplicates = db.execute(
+            "SELECT count(*) FROM (SELECT digest FROM results GROUP BY digest "
+            "HAVING count(*) > 1)").fetchone()[0]
+        sums = db.execute(
+            "SELECT count(*) FROM diagnoses WHERE diagnosis_id = "
+            "'loss.sum_instead_of_mean'").fetchone()[0]
+    assert duplicates == 0
+    assert sums == 3 * 2  # two sample notebooks sum over examples, three copies
+
+
+def test_fresh_grades_again(tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    shutil.copy(SAMPLES / "wrong_axis.ipynb", batch)
+    gradebook = tmp_path / "grades.sqlite"
+    for extra, expected in (((), False), ((), True), (("--fresh",), False)):
+        done = grade(batch, gradebook, *extra)
+        stdout, _ = done.communicate(timeout=120)
+        assert done.returncode == 0
+        assert ("already in" in stdout) is expected
+    assert rows(gradebook) == 1
