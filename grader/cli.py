@@ -6,6 +6,7 @@ usage or set-up error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -13,7 +14,20 @@ import sys
 from pathlib import Path
 
 import click
+from collections.abc import Iterator
+
 from rich.console import Console
+from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from grader import __version__
 from grader.assignment import load_assignment
@@ -122,9 +136,16 @@ def grade(
 
     pending = [path for path in submissions if path not in known]
     log.info("grading %d submissions of %s", len(pending), assignment.name)
-    with Grader(assignment, options) as grader:
+    with Grader(assignment, options) as grader, _progress(console, len(pending)) as bar:
+        task = bar.add_task("grading", total=len(pending)) if bar else None
+
+        def keep_and_count(result: SubmissionResult) -> None:
+            keep(result)
+            if bar is not None and task is not None:
+                bar.advance(task)
+
         fresh_results = grader.grade_many(
-            pending, jobs=jobs or os.cpu_count() or 1, on_result=keep)
+            pending, jobs=jobs or os.cpu_count() or 1, on_result=keep_and_count)
     book.close()
     graded_now = dict(zip(pending, fresh_results))
     results = [known.get(path) or graded_now[path] for path in submissions]
@@ -140,6 +161,27 @@ def grade(
         f"marks, {len(results) - graded} could not be read.",
         soft_wrap=True,
     )
+
+
+class _RateColumn(ProgressColumn):
+    """Submissions per second, once rich has measured a speed."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text(f"{speed:.1f}/s" if speed else "")
+
+
+@contextlib.contextmanager
+def _progress(console: Console, total: int) -> Iterator[Progress | None]:
+    """A progress bar on a terminal for batches; nothing otherwise."""
+    if not console.is_terminal or total < 2:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               _RateColumn(),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        yield bar
 
 
 def submission_digest(path: Path) -> str | None:
