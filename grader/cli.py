@@ -128,13 +128,21 @@ def grade(
         console.print(f"({len(known)} already in {gradebook_path}; --fresh grades "
                       "them again)", soft_wrap=True)
 
+    pending = [path for path in submissions if path not in known]
+    arrived: dict[Path, SubmissionResult] = {}
+    printed = 0
+
     def keep(result: SubmissionResult) -> None:
+        nonlocal printed
         digest = digests.get(result.path)
         if digest:
             book.record(digest, result.to_dict(), student=None)
-        print_result(console, result, hints=not quiet)
+        # Stored at once, printed in the order the submissions were given.
+        arrived[result.path] = result
+        while printed < len(pending) and pending[printed] in arrived:
+            print_result(console, arrived[pending[printed]], hints=not quiet)
+            printed += 1
 
-    pending = [path for path in submissions if path not in known]
     log.info("grading %d submissions of %s", len(pending), assignment.name)
     with Grader(assignment, options) as grader, _progress(console, len(pending)) as bar:
         task = bar.add_task("grading", total=len(pending)) if bar else None

@@ -102,10 +102,7 @@ def execute_in_kernel(
     token = secrets.token_hex(16)
     cells = [_setup_cell(token, options, package)]
     if options.mode == "full":
-        cells += [
-            _snippets_cell(token, [Snippet(c.number, 1, c.source, "cell", ())])
-            for c in located.cells
-        ]
+        cells += [_snippets_cell(token, c.statements()) for c in located.cells]
     else:
         cells.append(_snippets_cell(token, list(located.snippets)))
     first_probe = len(cells)

@@ -80,6 +80,24 @@ class RunnableCell:
     number: int
     source: str
 
+    def statements(self) -> list[Snippet]:
+        """The cell's top-level statements, each run on its own in the full
+        mode, so that one failing import does not skip the rest of the cell.
+        A cell that does not parse stays whole (and fails as it would)."""
+        try:
+            module = ast.parse(self.source)
+        except SyntaxError:
+            return [Snippet(self.number, 1, self.source, "cell", ())]
+        lines = self.source.splitlines(keepends=True)
+        snippets = []
+        for node in module.body:
+            first = min([node.lineno] + [d.lineno for d in
+                                         getattr(node, "decorator_list", [])])
+            text = "".join(lines[first - 1 : node.end_lineno]).rstrip("\n")
+            snippets.append(Snippet(self.number, first,
+                                    "\n" * (first - 1) + text + "\n", "cell", ()))
+        return snippets
+
 
 @dataclass(frozen=True)
 class LocatedCode:
@@ -161,6 +179,7 @@ def python_source(cell_source: str) -> str | None:
         if not magic or magic[0] not in PYTHON_CELL_MAGICS:
             return None
         lines[first] = "\n"
+    lines = [_without_install(line) for line in lines]
     manager = TransformerManager()
     # Only the token-level transforms: the clean-up ones drop leading blank
     # lines and indentation, which would shift every reported line.
@@ -170,6 +189,19 @@ def python_source(cell_source: str) -> str | None:
         return manager.transform_cell("".join(lines))
     except Exception:  # IPython's tokenizer gives up on some broken cells
         return "".join(lines)
+
+
+#: Shell escapes and magics that install packages: never run while grading,
+#: since they would change the grading machine for every later submission.
+INSTALL_COMMAND = re.compile(r"^(\s*)[!%]\s*(pip|conda|mamba|apt|apt-get)\b")
+
+
+def _without_install(line: str) -> str:
+    match = INSTALL_COMMAND.match(line)
+    if match is None:
+        return line
+    log.debug("package installation skipped: %s", line.strip())
+    return f"{match.group(1)}pass  # grader: package installation skipped\n"
 
 
 def _top_level_bindings(parsed: list[tuple[int, str, ast.Module]]) -> list[_Binding]:

@@ -106,3 +106,20 @@ def test_kernel_engine_agrees_with_the_fork_engine(
         }
 
     assert verdicts(kernel) == verdicts(fork_report)
+
+
+def test_full_mode_reproduces_the_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "full.json"
+    done = run_grader("grade", str(SAMPLES), "--full", "--json", str(out), "-j", "2",
+                      "-q", "--gradebook", str(tmp_path / "gb"))
+    assert done.returncode == 0, done.stderr
+    check_against_manifest(json.loads(out.read_text(encoding="utf-8")))
+
+
+def test_terminal_lines_come_in_the_order_given(fork_report: dict) -> None:
+    lines = [line for line in fork_report["_stdout"].splitlines()
+             if line.startswith(("   ", "ERROR")) and ".ipynb" in line
+             and not line.startswith("       ")]
+    names = [Path(line.split()[1 if line.startswith("ERROR") else 1].rstrip(":")).name
+             for line in lines]
+    assert names == sorted(MANIFEST)

@@ -9,12 +9,12 @@ NAMES = ["compute_class_freqs", "get_weighted_loss"]
 
 
 def test_line_magics_and_shell_escapes_keep_line_numbers() -> None:
-    source = "!pip install -q x\n%matplotlib inline\nfiles = !ls\nx = 1\n"
+    source = "!ls -l\n%matplotlib inline\nfiles = !ls\nx = 1\n"
     converted = python_source(source)
     assert converted is not None
     lines = converted.splitlines()
     assert len(lines) == 4
-    assert lines[0] == "get_ipython().system('pip install -q x')"
+    assert lines[0] == "get_ipython().system('ls -l')"
     assert lines[3] == "x = 1"
 
 
@@ -82,3 +82,20 @@ def test_a_misspelled_function_gets_a_suggestion() -> None:
     ), NAMES)
     assert located.suggestions["get_weighted_loss"] == ("get_weighted_los",)
     assert located.markers["get_weighted_loss"] == 1
+
+
+def test_package_installs_are_never_run() -> None:
+    converted = python_source("!pip install seaborn\n%pip install x\nimport numpy\n")
+    assert converted is not None
+    assert converted.splitlines() == [
+        "pass  # grader: package installation skipped",
+        "pass  # grader: package installation skipped",
+        "import numpy",
+    ]
+
+
+def test_full_mode_runs_each_statement_of_a_cell_on_its_own() -> None:
+    located = locate(notebook_of("import pandas\nimport numpy as np\n\nx = 1\n"), NAMES)
+    statements = located.cells[0].statements()
+    assert [(s.cell, s.line) for s in statements] == [(1, 1), (1, 2), (1, 4)]
+    assert statements[2].source == "\n\n\nx = 1\n"
