@@ -903,60 +903,36 @@ def _named(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorate
 
 
-@_named("reduce_mean")
-def _tf_reduce_mean(
-    input_tensor: Any,
-    axis: Any = None,
-    keepdims: Any = False,
-    name: str | None = None,
-    reduction_indices: Any = None,
-    keep_dims: Any = None,
-) -> Tensor:
-    """tf.reduce_mean (TF 1 ``reduction_indices``/``keep_dims`` accepted)."""
-    axis, keep = _legacy_reduce_args(axis, keepdims, reduction_indices, keep_dims)
-    return _wrap(_mean_array(input_tensor, axis, keep))
+def _tf_reduction(
+    tf_name: str, reduce_array: Callable[[Any, Any, bool], np.ndarray], doc: str
+) -> Callable[..., Tensor]:
+    """A tf.reduce_* function; TF 1's ``reduction_indices``/``keep_dims`` accepted."""
+
+    def reduction(
+        input_tensor: Any,
+        axis: Any = None,
+        keepdims: Any = False,
+        name: str | None = None,
+        reduction_indices: Any = None,
+        keep_dims: Any = None,
+    ) -> Tensor:
+        axis, keep = _legacy_reduce_args(axis, keepdims, reduction_indices, keep_dims)
+        return _wrap(reduce_array(input_tensor, axis, keep))
+
+    reduction.__doc__ = doc
+    return _named(tf_name)(reduction)
 
 
-@_named("reduce_sum")
-def _tf_reduce_sum(
-    input_tensor: Any,
-    axis: Any = None,
-    keepdims: Any = False,
-    name: str | None = None,
-    reduction_indices: Any = None,
-    keep_dims: Any = None,
-) -> Tensor:
-    """tf.reduce_sum keeping the dtype (bool counts as int32)."""
-    axis, keep = _legacy_reduce_args(axis, keepdims, reduction_indices, keep_dims)
-    return _wrap(_sum_array(input_tensor, axis, keep))
-
-
-@_named("reduce_max")
-def _tf_reduce_max(
-    input_tensor: Any,
-    axis: Any = None,
-    keepdims: Any = False,
-    name: str | None = None,
-    reduction_indices: Any = None,
-    keep_dims: Any = None,
-) -> Tensor:
-    """tf.reduce_max keeping the dtype."""
-    axis, keep = _legacy_reduce_args(axis, keepdims, reduction_indices, keep_dims)
-    return _wrap(_extreme_array(input_tensor, axis, keep, largest=True))
-
-
-@_named("reduce_min")
-def _tf_reduce_min(
-    input_tensor: Any,
-    axis: Any = None,
-    keepdims: Any = False,
-    name: str | None = None,
-    reduction_indices: Any = None,
-    keep_dims: Any = None,
-) -> Tensor:
-    """tf.reduce_min keeping the dtype."""
-    axis, keep = _legacy_reduce_args(axis, keepdims, reduction_indices, keep_dims)
-    return _wrap(_extreme_array(input_tensor, axis, keep, largest=False))
+_tf_reduce_mean = _tf_reduction(
+    "reduce_mean", _mean_array, "tf.reduce_mean (the mean of ints stays int).")
+_tf_reduce_sum = _tf_reduction(
+    "reduce_sum", _sum_array, "tf.reduce_sum keeping the dtype (bool counts as int32).")
+_tf_reduce_max = _tf_reduction(
+    "reduce_max", lambda x, axis, keep: _extreme_array(x, axis, keep, largest=True),
+    "tf.reduce_max keeping the dtype.")
+_tf_reduce_min = _tf_reduction(
+    "reduce_min", lambda x, axis, keep: _extreme_array(x, axis, keep, largest=False),
+    "tf.reduce_min keeping the dtype.")
 
 
 @_named("constant")
