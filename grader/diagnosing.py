@@ -178,7 +178,17 @@ def diagnose(
 
     tree = function_tree(definition)
     outcomes = {outcome.case_id: outcome for outcome in run.outcomes}
-    cases = [case for case in table.cases[name] if case.id in outcomes]
+    unanswered = [case for case in table.cases[name] if case.id not in outcomes]
+    if unanswered or not outcomes:
+        # Every case asked must be answered: a report with cases missing
+        # (the submission tampered with the probe, or died) never passes.
+        return [_engine(
+            "function.crashed",
+            f"`{name}` could not be graded: no result came back for "
+            f"{len(unanswered)} of {len(table.cases[name])} cases.",
+            table, name, definition.cell, definition.line,
+        )]
+    cases = list(table.cases[name])
     context = _Context(table, name, tree, definition.cell, cases, outcomes,
                        located, failed_imports)
 

@@ -112,3 +112,21 @@ def test_network_is_blocked_and_protection_is_reported(grader: Grader) -> None:
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "OSError" in message or "PermissionError" in message
+
+
+def test_emptying_the_probe_from_inside_never_passes(grader: Grader) -> None:
+    tamper = '''
+def _tamper():
+    import sys
+    for name, module in list(sys.modules.items()):
+        if name.endswith("inkernel.runtime"):
+            original = module.probe_namespace
+            module.probe_namespace = lambda request, namespace: original(
+                dict(request, cases=[]), namespace)
+
+def compute_class_freqs(labels, _unused=_tamper()):
+    return 0, 0
+'''
+    result = grade_cells(grader, "import numpy as np\n", tamper)
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
+    assert result.functions["compute_class_freqs"].score == 0
