@@ -31,8 +31,9 @@ from rich.progress import (
 
 from grader import __version__
 from grader.assignment import load_assignment
-from grader.errors import AssignmentError, UsageError
+from grader.errors import AssignmentError, SubmissionError, UsageError
 from grader.options import GradingOptions
+from grader.reading import read_submission_bytes
 
 log = logging.getLogger("grader")
 SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", ".git"}
@@ -104,6 +105,9 @@ def grade(
     try:
         submissions = find_submissions(paths)
         assignment = load_assignment(assignment_dir)
+        if not gradebook_path.parent.is_dir():
+            raise UsageError(f"{gradebook_path}: its folder does not exist; create "
+                             "it or choose another --gradebook")
     except (UsageError, AssignmentError) as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -114,14 +118,15 @@ def grade(
         cell_timeout=cell_timeout,
         case_timeout=case_timeout,
     )
-    book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest)
+    book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest,
+                     settings=options.result_settings())
     digests = {path: submission_digest(path) for path in submissions}
     known: dict[Path, SubmissionResult] = {}
     if not fresh:
         for path, digest in digests.items():
             stored = book.lookup(digest) if digest else None
             if stored is not None:
-                known[path] = SubmissionResult.from_dict({**stored, "path": str(path)})
+                known[path] = SubmissionResult.from_dict(stored, path)
     for result in known.values():
         print_result(console, result, hints=not quiet)
     if known:
@@ -135,7 +140,8 @@ def grade(
     def keep(result: SubmissionResult) -> None:
         nonlocal printed
         digest = digests.get(result.path)
-        if digest:
+        # A crash of the grader is not a result: the next run tries again.
+        if digest and result.error_kind != "grader_crashed":
             book.record(digest, result.to_dict(), student=None)
         # Stored at once, printed in the order the submissions were given.
         arrived[result.path] = result
@@ -193,10 +199,10 @@ def _progress(console: Console, total: int) -> Iterator[Progress | None]:
 
 
 def submission_digest(path: Path) -> str | None:
-    """SHA-256 of the file's bytes; None when it cannot be read."""
+    """SHA-256 of the file's bytes; None when it is not a readable file."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_submission_bytes(path)).hexdigest()
+    except SubmissionError:
         return None
 
 

@@ -8,11 +8,12 @@ still being graded.
 
 Schema (query it with the `sqlite3` shell):
 
-    results(digest, grader_version, assignment, assignment_digest, path,
-            student, status, score, max_score, error_kind, error_message,
-            graded_at, result_json)        -- one row per graded file
-    diagnoses(digest, grader_version, assignment_digest, function,
-              diagnosis_id, cell, line, points_lost)
+    results(digest, grader_version, assignment, assignment_digest, settings,
+            path, student, status, score, max_score, error_kind,
+            error_message, graded_at, result_json)  -- one row per file
+    (settings: the options that can change a verdict, e.g. --full)
+    diagnoses(digest, path, grader_version, assignment_digest, settings,
+              function, diagnosis_id, cell, line, points_lost)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS results (
     grader_version TEXT NOT NULL,
     assignment TEXT NOT NULL,
     assignment_digest TEXT NOT NULL,
+    settings TEXT NOT NULL,
     path TEXT NOT NULL,
     student TEXT,
     status TEXT NOT NULL,
@@ -38,12 +40,14 @@ CREATE TABLE IF NOT EXISTS results (
     error_message TEXT,
     graded_at TEXT NOT NULL,
     result_json TEXT NOT NULL,
-    PRIMARY KEY (digest, grader_version, assignment_digest)
+    PRIMARY KEY (digest, path, grader_version, assignment_digest, settings)
 );
 CREATE TABLE IF NOT EXISTS diagnoses (
     digest TEXT NOT NULL,
+    path TEXT NOT NULL,
     grader_version TEXT NOT NULL,
     assignment_digest TEXT NOT NULL,
+    settings TEXT NOT NULL,
     function TEXT NOT NULL,
     diagnosis_id TEXT NOT NULL,
     cell INTEGER,
@@ -51,15 +55,15 @@ CREATE TABLE IF NOT EXISTS diagnoses (
     points_lost REAL
 );
 CREATE INDEX IF NOT EXISTS diagnoses_by_result
-    ON diagnoses (digest, grader_version, assignment_digest);
+    ON diagnoses (digest, path, grader_version, assignment_digest, settings);
 """
 
 
 class Gradebook:
     def __init__(self, path: Path, grader_version: str, assignment: str,
-                 assignment_digest: str) -> None:
+                 assignment_digest: str, settings: str = "") -> None:
         self.path = path
-        self.key = (grader_version, assignment_digest)
+        self.key = (grader_version, assignment_digest, settings)
         self.assignment = assignment
         self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -73,30 +77,35 @@ class Gradebook:
         """The stored result (as exported JSON) of a submission, if graded."""
         row = self._db.execute(
             "SELECT result_json FROM results WHERE digest = ? AND grader_version = ?"
-            " AND assignment_digest = ?", (digest, *self.key),
+            " AND assignment_digest = ? AND settings = ? LIMIT 1", (digest, *self.key),
         ).fetchone()
         return json.loads(row[0]) if row else None
 
     def record(self, digest: str, result: dict[str, Any], student: str | None) -> None:
         """Store one result atomically, replacing an earlier one for the same key."""
         error = result.get("error") or {}
-        key = (digest, *self.key)
+        key = (digest, result["path"], *self.key)
+        where = ("digest = ? AND path = ? AND grader_version = ?"
+                 " AND assignment_digest = ? AND settings = ?")
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(f"DELETE FROM diagnoses WHERE {where}", key)
+            self._db.execute(f"DELETE FROM results WHERE {where}", key)
             self._db.execute(
-                "DELETE FROM diagnoses WHERE digest = ? AND grader_version = ?"
-                " AND assignment_digest = ?", key)
-            self._db.execute(
-                "INSERT OR REPLACE INTO results VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (digest, self.key[0], self.assignment, self.key[1],
+                "INSERT INTO results (digest, grader_version, assignment,"
+                " assignment_digest, settings, path, student, status, score,"
+                " max_score, error_kind, error_message, graded_at, result_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (digest, self.key[0], self.assignment, self.key[1], self.key[2],
                  result["path"], student, result["status"], result["score"],
                  result["max_score"], error.get("kind"), error.get("message"),
                  datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  json.dumps(result)),
             )
             self._db.executemany(
-                "INSERT INTO diagnoses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO diagnoses (digest, path, grader_version,"
+                " assignment_digest, settings, function, diagnosis_id, cell, line,"
+                " points_lost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*key, name, d["id"], d.get("cell"), d.get("line"),
                   d.get("points_lost"))
                  for name, function in result.get("functions", {}).items()

@@ -140,6 +140,11 @@ def locate(notebook: Notebook, function_names: Iterable[str]) -> LocatedCode:
             parsed.append((cell.number, source, ast.parse(source)))
         except SyntaxError as exc:
             broken.append((cell.number, source, exc))
+        except (RecursionError, MemoryError, ValueError) as exc:
+            # Python itself cannot compile it (nesting too deep, NUL bytes).
+            problem = SyntaxError(f"Python cannot compile this cell ({type(exc).__name__})")
+            problem.lineno = 1
+            broken.append((cell.number, source, problem))
 
     bindings = _top_level_bindings(parsed)
     definitions = _graded_definitions(names, parsed)
@@ -380,7 +385,7 @@ def _names_read(node: ast.stmt) -> set[str]:
         return set()
     try:
         table = symtable.symtable(ast.unparse(node), "<snippet>", "exec")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, ValueError):
         return set()
     names: set[str] = set()
     stack = [table]

@@ -27,3 +27,9 @@ class GradingOptions:
     engine: str = "fork"
     #: Memory a submission may allocate, in MiB, on top of the sandbox's own.
     memory_limit_mb: int = 1024
+
+    def result_settings(self) -> str:
+        """The settings that can change a verdict, as a gradebook key part."""
+        return (f"mode={self.mode} engine={self.engine} backend={self.backend} "
+                f"public_only={self.public_only} cell_timeout={self.cell_timeout} "
+                f"case_timeout={self.case_timeout} memory={self.memory_limit_mb}")

@@ -9,7 +9,8 @@ computes once (the assignment, the diagnosis table, the kernel-side code).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,10 +23,13 @@ from grader.executing import ForkEngine, KernelPackage, execute_in_kernel
 from grader.locating import locate
 from grader.options import GradingOptions
 from grader.probing import probe_request
-from grader.reading import Notebook, read_notebook
+from grader.reading import Notebook, display_path, read_notebook
 from grader.scoring import FunctionScore, score_function
 
 log = logging.getLogger(__name__)
+
+#: Times a batch restarts its worker pool after a worker died.
+POOL_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class SubmissionResult:
         if self.status == "error":
             error = {"kind": self.error_kind, "message": self.error_message}
         return {
-            "path": str(self.path),
+            "path": display_path(self.path),
             "status": self.status,
             "error": error,
             "score": self.score,
@@ -58,11 +62,11 @@ class SubmissionResult:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "SubmissionResult":
-        """Rebuild a result stored in the gradebook."""
+    def from_dict(cls, raw: dict[str, Any], path: Path) -> "SubmissionResult":
+        """Rebuild a result stored in the gradebook, for the file at `path`."""
         error = raw.get("error") or {}
         return cls(
-            path=Path(raw["path"]),
+            path=path,
             status=raw["status"],
             score=float(raw["score"]),
             max_score=float(raw["max_score"]),
@@ -101,9 +105,17 @@ class Grader:
         try:
             return self._grade(path)
         except SubmissionError as exc:
-            log.info("%s: %s", path, exc.message)
+            log.info("%s: %s", display_path(path), exc.message)
             return SubmissionResult(path, "error", 0.0, self.max_score,
                                     error_kind=exc.kind, error_message=exc.message)
+        except (Exception, RecursionError) as exc:  # contain it: the batch goes on
+            log.exception("%s: grading failed inside the grader", display_path(path))
+            return SubmissionResult(
+                path, "error", 0.0, self.max_score, error_kind="grader_crashed",
+                error_message=f"{display_path(path)}: grading failed inside the "
+                f"grader ({type(exc).__name__}); grade it again alone and report "
+                "the file if it fails again",
+            )
 
     def _grade(self, path: Path) -> SubmissionResult:
         return self.grade_notebook(read_notebook(path))
@@ -161,22 +173,41 @@ class Grader:
             return
         global _WORKER_GRADER
         _WORKER_GRADER = self  # inherited by the forked workers, not pickled
+        remaining = dict(enumerate(paths))
+        for _round in range(POOL_ROUNDS):
+            try:
+                yield from self._pool_round(remaining, jobs)
+                return
+            except BrokenProcessPool:
+                log.warning("a grading worker died; %d submissions go round again",
+                            len(remaining))
+        for index, path in list(remaining.items()):
+            yield index, self._crashed(path, "its grading worker died repeatedly")
+
+    def _pool_round(
+        self, remaining: dict[int, Path], jobs: int
+    ) -> Iterator[tuple[int, SubmissionResult]]:
+        """Grade what remains; finished ones leave `remaining` as they arrive."""
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(_grade_in_worker, path): index
-                       for index, path in enumerate(paths)}
-            from concurrent.futures import as_completed
-
+                       for index, path in remaining.items()}
             for future in as_completed(futures):
                 index = futures[future]
                 try:
-                    yield index, future.result()
-                except Exception as exc:  # a worker died: that submission fails
-                    yield index, SubmissionResult(
-                        paths[index], "error", 0.0, self.max_score,
-                        error_kind="grader_crashed",
-                        error_message=f"{paths[index]}: grading crashed "
-                        f"({type(exc).__name__}); grade it again alone",
-                    )
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise
+                except Exception as exc:  # contained: that submission fails
+                    result = self._crashed(remaining[index], type(exc).__name__)
+                del remaining[index]
+                yield index, result
+
+    def _crashed(self, path: Path, reason: str) -> SubmissionResult:
+        return SubmissionResult(
+            path, "error", 0.0, self.max_score, error_kind="grader_crashed",
+            error_message=f"{display_path(path)}: grading crashed ({reason}); "
+            "grade it again alone",
+        )
 
 
 _WORKER_GRADER: Grader | None = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Bytes looked at to recognise PDFs, HTML pages and binary files.
 SNIFF_BYTES = 2048
+#: Largest notebook accepted; course notebooks are well under 10 MB.
+MAX_BYTES = 200 * 2**20
 RESUBMIT = "re-save the notebook from Jupyter (File > Save) and submit the .ipynb again"
 
 
@@ -44,7 +48,7 @@ class Notebook:
 
 def read_notebook(path: Path) -> Notebook:
     """Read `path`; raise SubmissionError when it is not a usable notebook."""
-    raw = _read_bytes(path)
+    raw = read_submission_bytes(path)
     digest = hashlib.sha256(raw).hexdigest()
     text = _decode(path, raw)
     content = _parse_json(path, text)
@@ -53,20 +57,41 @@ def read_notebook(path: Path) -> Notebook:
     cells = tuple(
         CodeCell(number=index, source=_source_text(cell.get("source", "")))
         for index, cell in enumerate(notebook.get("cells", []), start=1)
-        if cell.get("cell_type") == "code"
+        if isinstance(cell, dict) and cell.get("cell_type") == "code"
     )
     log.debug("%s: nbformat %s, %d code cells", path, content["nbformat"], len(cells))
     return Notebook(path, int(content["nbformat"]), cells, digest)
 
 
-def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
+def read_submission_bytes(path: Path) -> bytes:
+    """The file's bytes; only regular files, at most MAX_BYTES of them."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SubmissionError(
+            "unreadable", f"{path}: cannot be read ({reason}); check the file"
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
         raise SubmissionError(
             "not_a_file",
             f"{path}: is a folder, not a notebook file; submit the .ipynb file itself",
         )
+    if not stat.S_ISREG(info.st_mode):
+        raise SubmissionError(
+            "not_a_file",
+            f"{path}: is not a regular file (a device, pipe or socket); "
+            "submit the .ipynb file itself",
+        )
+    if info.st_size > MAX_BYTES:
+        raise SubmissionError(
+            "too_large",
+            f"{path}: is {info.st_size // 2**20} MB, over the {MAX_BYTES // 2**20} MB "
+            "limit; clear the outputs (Cell > All Output > Clear) and save again",
+        )
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            return handle.read(MAX_BYTES + 1)
     except PermissionError:
         raise SubmissionError(
             "unreadable",
@@ -77,6 +102,11 @@ def _read_bytes(path: Path) -> bytes:
         raise SubmissionError(
             "unreadable", f"{path}: cannot be read ({reason}); check the file"
         ) from None
+
+
+def display_path(path: Path) -> str:
+    """The path as text that can always be printed and stored (any bytes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -117,6 +147,12 @@ def _decode(path: Path, raw: bytes) -> str:
 def _parse_json(path: Path, text: str) -> dict[str, Any]:
     try:
         content = json.loads(text)
+    except RecursionError:
+        raise SubmissionError(
+            "invalid_json",
+            f"{path}: the notebook JSON is nested too deeply to be a notebook; "
+            f"{RESUBMIT}",
+        ) from None
     except json.JSONDecodeError as exc:
         if _looks_like_python(text):
             raise SubmissionError(

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from grader.assignment import Assignment
 from grader.pipeline import SubmissionResult, batch_report
+from grader.reading import display_path
 
 
 def print_summary(
@@ -25,7 +26,7 @@ def print_summary(
 
 
 def print_result(console: Console, result: SubmissionResult, hints: bool = True) -> None:
-    name = escape(str(result.path))
+    name = escape(display_path(result.path))
     if result.status == "error":
         console.print(
             f"[bold red]ERROR[/]  {name}: {escape(result.error_kind or '')}",
@@ -73,7 +74,7 @@ def write_csv(path: Path, assignment: Assignment, results: list[SubmissionResult
                   for n in names]
         ids = [" ".join(d.id for d in result.functions[n].diagnoses)
                if n in result.functions else "" for n in names]
-        rows.append([str(result.path), result.status, result.error_kind or "",
+        rows.append([display_path(result.path), result.status, result.error_kind or "",
                      result.score, result.max_score, *scores, *ids])
 
     folder = path.parent if str(path.parent) else Path(".")

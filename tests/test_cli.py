@@ -36,3 +36,37 @@ def test_bad_notebooks_still_exit_0_and_are_reported(tmp_path: Path) -> None:
     assert "page.ipynb: not_a_notebook" in result.output
     assert "2 submissions: 0 graded, 0 with full marks, 2 could not be read." \
         in result.output
+
+
+def test_odd_file_names_and_identical_files_are_all_graded(tmp_path: Path) -> None:
+    import json
+    import os
+    import shutil
+
+    from tests.conftest import SAMPLES
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    sample = SAMPLES / "wrong_axis.ipynb"
+    names = [b"latin1_\xe9\xff.ipynb", b"quote's \"and\" space.ipynb", b"--full.ipynb"]
+    for name in names:
+        shutil.copy(sample, os.path.join(os.fsencode(batch), name))
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["grade", str(batch), "-j", "1", "--json",
+                                       str(out), "--gradebook",
+                                       str(tmp_path / "gb.sqlite")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [s["score"] for s in report["submissions"]] == [12.0, 12.0, 12.0]
+    assert any("latin1_\\xe9\\xff.ipynb" in s["path"] for s in report["submissions"])
+    import sqlite3
+    with sqlite3.connect(tmp_path / "gb.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM results").fetchone()[0] == 3
+
+
+def test_a_gradebook_in_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(main, ["grade", str(tmp_path / "x.ipynb"),
+                                       "--gradebook", str(tmp_path / "no" / "gb")])
+    assert result.exit_code == 2
+    assert "its folder does not exist" in result.output

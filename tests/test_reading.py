@@ -112,3 +112,28 @@ def test_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(SubmissionError) as caught:
         read_notebook(path)
     assert caught.value.kind == "unreadable"
+
+
+def test_a_fifo_and_a_device_are_refused_without_reading_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.ipynb"
+    os.mkfifo(fifo)
+    zeros = tmp_path / "zeros.ipynb"
+    os.symlink("/dev/zero", zeros)
+    for path in (fifo, zeros):
+        with pytest.raises(SubmissionError) as caught:
+            read_notebook(path)
+        assert caught.value.kind == "not_a_file"
+
+
+def test_deeply_nested_json_and_odd_cells(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.ipynb"
+    deep.write_text('{"nbformat": 4, "cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(deep)
+    assert caught.value.kind == "invalid_json"
+
+    odd = json.loads(_notebook_text())
+    odd["cells"] += [1, None, "text"]
+    path = tmp_path / "odd_cells.ipynb"
+    path.write_text(json.dumps(odd), encoding="utf-8")
+    assert len(read_notebook(path).code_cells) == 2
