@@ -117,6 +117,9 @@ def grade(
         engine=engine,
         cell_timeout=cell_timeout,
         case_timeout=case_timeout,
+        # Students must not read each other's notebooks or the outputs.
+        hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions}
+                                  | {str(Path.cwd())})),
     )
     book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest,
                      settings=options.result_settings())

@@ -288,6 +288,7 @@ class ForkEngine:
         cases = sum(len(r["cases"]) for r in requests)
         timeout = self.options.case_timeout * cases + self.options.setup_timeout / 3
         request = {
+            "id": secrets.token_hex(8),
             "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
                          for s in located.snippets],
             "probes": requests,
@@ -324,6 +325,11 @@ class ForkEngine:
             self.close()
             return None
         answer: dict[str, Any] = json.loads(line)
+        if answer.get("id") != request["id"]:
+            # Out of step: something wrote to the sandbox's answer channel.
+            log.warning("the grading sandbox answered out of turn; restarting it")
+            self.close()
+            return None
         return answer
 
     def _zygote(self) -> subprocess.Popen[str]:
@@ -335,8 +341,10 @@ class ForkEngine:
         environment = kernel_environment(self._workdir)
         environment["PYTHONPATH"] = self.package.path
         started = time.monotonic()
+        config = json.dumps({"hidden": list(self.options.hidden_paths)})
         self._process = subprocess.Popen(
-            [sys.executable, "-m", f"{KERNEL_PACKAGE}.zygote", self.options.backend],
+            [sys.executable, "-m", f"{KERNEL_PACKAGE}.zygote", self.options.backend,
+             config],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -354,11 +362,14 @@ def _execution_from_answer(
 ) -> Execution:
     statuses: list[SnippetStatus] = []
     probes: dict[str, Any] = {}
+    confinement: list[str] = []
     for report in answer.get("reports", []):
         if not isinstance(report, dict):
             continue
         body = report.get("body")
-        if report.get("kind") == "snippets" and isinstance(body, dict):
+        if report.get("kind") == "confinement" and isinstance(body, list):
+            confinement = [str(item)[:40] for item in body[:20]]
+        elif report.get("kind") == "snippets" and isinstance(body, dict):
             statuses.extend(_statuses(body.get("statuses")))
         elif report.get("kind") == "probe" and isinstance(body, dict):
             probes[str(body.get("function"))] = body
@@ -378,6 +389,6 @@ def _execution_from_answer(
             if status == "oversized":
                 reason = "the submission sent back more data than allowed"
             runs[name] = FunctionRun(name, "crashed", reason=reason)
-    protections = {"network": answer.get("network"), "engine": "fork"}
+    protections = {"engine": "fork", "confinement": confinement}
     backend = answer.get("backend") if isinstance(answer.get("backend"), dict) else {}
     return Execution(runs, tuple(statuses), backend or {}, None, protections)

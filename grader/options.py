@@ -27,6 +27,9 @@ class GradingOptions:
     engine: str = "fork"
     #: Memory a submission may allocate, in MiB, on top of the sandbox's own.
     memory_limit_mb: int = 1024
+    #: Folders covered by an empty file system inside the sandbox (the
+    #: reference, the submissions, the grader's own folders).
+    hidden_paths: tuple[str, ...] = ()
 
     def result_settings(self) -> str:
         """The settings that can change a verdict, as a gradebook key part."""

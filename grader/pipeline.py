@@ -8,7 +8,11 @@ computes once (the assignment, the diagnosis table, the kernel-side code).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import site
+import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -82,10 +86,11 @@ class Grader:
 
     def __init__(self, assignment: Assignment, options: GradingOptions) -> None:
         self.assignment = assignment
-        self.options = options
+        self.options = dataclasses.replace(
+            options, hidden_paths=hidden_from_sandbox(assignment, options.hidden_paths))
         self.table = DiagnosisTable(assignment, public_only=options.public_only)
         self.package = KernelPackage()
-        self.fork_engine = ForkEngine(self.package, options)
+        self.fork_engine = ForkEngine(self.package, self.options)
 
     def close(self) -> None:
         self.fork_engine.close()
@@ -208,6 +213,27 @@ class Grader:
             error_message=f"{display_path(path)}: grading crashed ({reason}); "
             "grade it again alone",
         )
+
+
+def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """Folders the sandbox must not see: the reference, the grader, `extra`.
+
+    A folder that holds the Python installation itself is never hidden:
+    student code must still import numpy.
+    """
+    package = Path(__file__).resolve().parent
+    wanted = [assignment.root.resolve(), package] + [Path(p).resolve() for p in extra]
+    if assignment.root.resolve().parent.name in ("reference", "_reference"):
+        wanted.append(assignment.root.resolve().parent)
+    needed = [Path(p).resolve() for p in
+              (sys.prefix, sys.base_prefix, *site.getsitepackages(), tempfile.gettempdir())]
+    kept = []
+    for folder in dict.fromkeys(wanted):
+        if any(folder == n or folder in n.parents for n in needed):
+            log.debug("not hiding %s: Python itself lives there", folder)
+            continue
+        kept.append(str(folder))
+    return tuple(kept)
 
 
 _WORKER_GRADER: Grader | None = None

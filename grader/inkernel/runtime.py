@@ -285,9 +285,32 @@ def _tensor_array(value: Any) -> Any:
     module = type(value).__module__ or ""
     if module.startswith("tensorflow") and type(value).__name__ in (
         "EagerTensor", "Tensor", "ResourceVariable"
-    ):
+    ) and _from_real_tensorflow(module):
         return _asarray(value.numpy())
     return None
+
+
+def _real_tensorflow_folder() -> str | None:
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("tensorflow")
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None) if spec else None
+    return os.path.dirname(origin) if origin else None
+
+
+# Found before any student code runs: a class that only calls itself a
+# TensorFlow tensor is not one.
+_TENSORFLOW_FOLDER = _real_tensorflow_folder()
+
+
+def _from_real_tensorflow(module_name: str) -> bool:
+    module = sys.modules.get(module_name)
+    source = getattr(module, "__file__", None) or ""
+    return bool(_TENSORFLOW_FOLDER) and source.startswith(_TENSORFLOW_FOLDER)
 
 
 def _list_of_numbers(value: list[Any]) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""A warmed process that forks one isolated child per submission.
+"""A warmed process that forks one confined child per submission.
 
 Started once per grading worker with only numpy, the runtime and the
 Keras/TensorFlow stand-in imported (never the assignment's reference), it
 reads one JSON request per line on stdin, forks a child that runs the
 submission's snippets and probes, and answers one JSON line on stdout.
 
-The child: new session (so the whole group can be killed), private working
-directory, resource limits, no network where the platform allows a network
-namespace, stdin/stdout/stderr on /dev/null. It writes its reports, one JSON
+The child: new session (so the whole group can be killed), its own mount,
+network and PID namespaces where the platform allows them (see
+`confinement`: read-only file system, hidden reference and submissions, no
+network, no capabilities, every leftover process ended with it), resource
+limits, a private working directory, stdin/stdout/stderr on /dev/null.
+Where namespaces are not allowed, only the limits, the private directory
+and blocked Python sockets remain; the answer says which. It writes its reports, one JSON
 line each, to a pipe as they are ready, so that a child that dies half-way
 still leaves what it finished. It leaves with os._exit: atexit hooks and
 __del__ methods of student objects never run after grading.
@@ -15,7 +19,6 @@ __del__ methods of student objects never run after grading.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
@@ -29,44 +32,52 @@ from typing import Any
 
 #: Bytes of reports accepted from one child; more is a failed submission.
 REPORT_CAP = 8 * 1024 * 1024
-CLONE_NEWNET = 0x40000000
 
 
 def main() -> None:
-    from . import legacy_backend, runtime  # noqa: F401  (warm the imports)
+    from . import confinement, legacy_backend, runtime  # noqa: F401  (warm imports)
 
     backend = sys.argv[1] if len(sys.argv) > 1 else "auto"
+    config = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    hidden = [str(path) for path in config.get("hidden", [])]
     try:
         installed: dict[str, Any] = legacy_backend.install(backend)
     except ModuleNotFoundError as exc:
         installed = {"error": str(exc)}
-    network = _network_protection_available()
+    namespaces = _namespaces_available()
     for line in sys.stdin:
         request = json.loads(line)
-        answer = _grade_in_child(request)
+        answer = _grade_in_child(request, namespaces, hidden)
+        answer["id"] = request.get("id")
         answer["backend"] = installed
-        answer["network"] = network
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 
 
-def _network_protection_available() -> str:
-    """Which network protection children get: tested once in a throwaway child."""
+def _namespaces_available() -> bool:
+    """Whether children can get namespaces: tried once in a throwaway child."""
+    from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, unshare
+
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if _unshare_network() else 1)
+        os._exit(0 if unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) else 1)
     _, status = os.waitpid(pid, 0)
-    return "namespace" if os.WEXITSTATUS(status) == 0 else "sockets_blocked"
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-def _grade_in_child(request: dict[str, Any]) -> dict[str, Any]:
+def _grade_in_child(
+    request: dict[str, Any], namespaces: bool, hidden: list[str]
+) -> dict[str, Any]:
     read_end, write_end = os.pipe()
     workdir = tempfile.mkdtemp(prefix="grader-submission-")
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         os.close(read_end)
-        _child(request, write_end, workdir)
+        os.setsid()
+        if namespaces:
+            _enter_namespaces(request, write_end, hidden)
+        _child(request, write_end, workdir, [], confined=False)
     os.close(write_end)
 
     deadline = started + float(request.get("timeout", 60))
@@ -80,6 +91,25 @@ def _grade_in_child(request: dict[str, Any]) -> dict[str, Any]:
         "reports": reports,
         "seconds": round(time.monotonic() - started, 4),
     }
+
+
+def _enter_namespaces(request: dict[str, Any], write_end: int, hidden: list[str]) -> None:
+    """Become the parent of a child that is the first process of new namespaces."""
+    from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, confine, unshare
+
+    if not unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID):
+        return  # fall back to the weaker isolation in this process
+    pid = os.fork()
+    if pid == 0:
+        try:
+            protections = confine(hidden)
+            workdir = tempfile.mkdtemp(prefix="submission-", dir="/tmp")
+        except OSError:
+            os._exit(71)
+        _child(request, write_end, workdir, protections, confined=True)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
 
 def _collect(read_end: int, deadline: float) -> tuple[list[Any], str]:
@@ -140,10 +170,16 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _child(request: dict[str, Any], write_end: int, workdir: str) -> None:
+def _child(
+    request: dict[str, Any],
+    write_end: int,
+    workdir: str,
+    protections: list[str],
+    confined: bool,
+) -> None:
     code = 0
     try:
-        _isolate(request, workdir)
+        _isolate(request, workdir, confined)
         from . import runtime
 
         def report(kind: str, body: Any) -> None:
@@ -153,6 +189,9 @@ def _child(request: dict[str, Any], write_end: int, workdir: str) -> None:
                 written = os.write(write_end, data)
                 data = data[written:]
 
+        if not confined:
+            protections = ["private_workdir", "sockets_blocked"]
+        report("confinement", protections + ["resource_limits"])
         namespace: dict[str, Any] = {"__name__": "__main__",
                                      "__builtins__": __builtins__}
         report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
@@ -164,8 +203,7 @@ def _child(request: dict[str, Any], write_end: int, workdir: str) -> None:
         os._exit(code)
 
 
-def _isolate(request: dict[str, Any], workdir: str) -> None:
-    os.setsid()
+def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
     os.chdir(workdir)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -182,7 +220,7 @@ def _isolate(request: dict[str, Any], workdir: str) -> None:
     if file_size:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if not _unshare_network():
+    if not confined:
         _block_sockets()
 
 
@@ -194,19 +232,12 @@ def _mapped_bytes() -> int:
         return 0
 
 
-def _unshare_network() -> bool:
-    """Move into an empty network namespace (Linux, with the privilege)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(CLONE_NEWNET) == 0
-    except (OSError, AttributeError):
-        return False
-
-
 def _block_sockets() -> None:
-    """Weaker fallback: Python-level sockets refuse to be created."""
+    """Weaker fallback: Python-level sockets refuse to be created.
+
+    Known shortcoming: code that reaches the C level (ctypes, a subprocess)
+    can still open sockets; only the network namespace stops that."""
+    import _socket
     import socket
 
     class _NoNetwork(socket.socket):
@@ -214,6 +245,7 @@ def _block_sockets() -> None:
             raise PermissionError("network access is disabled while grading")
 
     socket.socket = _NoNetwork  # type: ignore[misc]
+    _socket.socket = _NoNetwork  # type: ignore[misc]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+"""Hostile submissions: they cannot read the reference, change the machine,
+outlive grading or reach the grader. Each test grades one notebook in a
+batch run through the CLI's pipeline (fork engine, confined sandbox)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grader.assignment import Assignment
+from grader.options import GradingOptions
+from grader.pipeline import Grader
+from tests.harness import diagnosis_ids, grade_cells
+
+CONFINED = os.geteuid() == 0 and os.uname().sysname == "Linux"
+needs_namespaces = pytest.mark.skipif(
+    not CONFINED, reason="namespaces need root on Linux; the weaker mode applies")
+
+
+@pytest.fixture(scope="module")
+def grader(assignment: Assignment, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Grader]:
+    outside = tmp_path_factory.mktemp("outside")
+    options = GradingOptions(case_timeout=1.0, hidden_paths=(str(outside),))
+    with Grader(assignment, options) as grader:
+        grader.outside = outside  # type: ignore[attr-defined]
+        yield grader
+
+
+def freqs_doing(code: str) -> str:
+    body = "".join(f"    {line}\n" for line in code.splitlines())
+    return ("def compute_class_freqs(labels):\n" + body
+            + "    p = labels.mean(axis=0)\n    return p, 1 - p\n")
+
+
+@needs_namespaces
+def test_the_reference_is_out_of_reach(grader: Grader, assignment: Assignment) -> None:
+    model = assignment.root / "model.py"
+    result = grade_cells(grader, "import numpy as np\n",
+                         freqs_doing(f"open({str(model)!r}).read()"))
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    assert "FileNotFoundError" in result.functions["compute_class_freqs"] \
+        .diagnoses[0].message
+
+
+@needs_namespaces
+def test_no_file_outside_the_sandbox_changes(grader: Grader, tmp_path: Path) -> None:
+    target = Path(__file__).resolve().parent.parent / "ESCAPE_MARKER.txt"
+    result = grade_cells(grader, "import numpy as np\n",
+                         freqs_doing(f"open({str(target)!r}, 'w').write('x')"))
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    assert "Read-only file system" in result.functions["compute_class_freqs"] \
+        .diagnoses[0].message
+    assert not target.exists()
+
+
+@needs_namespaces
+def test_submissions_of_others_are_hidden(grader: Grader) -> None:
+    victim = grader.outside / "classmate.ipynb"  # type: ignore[attr-defined]
+    victim.write_text("{}", encoding="utf-8")
+    result = grade_cells(grader, "import numpy as np\nimport os\n",
+                         freqs_doing(f"assert not os.path.exists({str(victim)!r})"))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+
+
+@needs_namespaces
+def test_no_process_outlives_grading_and_the_grader_is_invisible(
+    grader: Grader, tmp_path: Path
+) -> None:
+    marker = "grader-hostile-sleeper-4242"
+    code = (
+        "import subprocess, os\n"
+        f"subprocess.Popen(['sh', '-c', 'exec -a {marker} sleep 300'],"
+        " start_new_session=True)\n"
+        "assert os.getpid() < 10\n"
+        "assert len([p for p in os.listdir('/proc') if p.isdigit()]) < 10\n"
+    )
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    time.sleep(0.3)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert survivors.stdout.strip() == ""
+
+
+def test_a_fork_bomb_is_ended_with_the_submission(grader: Grader) -> None:
+    code = (
+        "import os, time\n"
+        "for _ in range(100):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(300)\n"
+        "        os._exit(0)\n"
+    )
+    started = time.monotonic()
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    if CONFINED:
+        assert time.monotonic() - started < 20
+
+
+def test_killing_its_parent_does_not_hurt_the_batch(grader: Grader) -> None:
+    code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+    grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    after = grade_cells(grader, "import numpy as np\n", freqs_doing(""))
+    assert diagnosis_ids(after, "compute_class_freqs") == []
+
+
+def test_the_confinement_in_force_is_reported(grader: Grader) -> None:
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(""))
+    confinement = result.protections["confinement"]
+    if CONFINED:
+        for protection in ("read_only_root", "private_tmp", "private_proc",
+                           "no_capabilities", "resource_limits"):
+            assert protection in confinement
+    else:
+        assert confinement == ["private_workdir", "sockets_blocked",
+                               "resource_limits"]
+
+
+def test_a_class_that_calls_itself_a_tensorflow_tensor_is_not_one(
+    grader: Grader,
+) -> None:
+    forged = '''
+class EagerTensor:
+    def __init__(self, value):
+        self.value = value
+    def numpy(self):
+        return np.float32(self.value)
+EagerTensor.__module__ = "tensorflow.python.framework.ops"
+
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    def weighted_loss(y_true, y_pred):
+        loss = 0.0
+        for i in range(len(pos_weights)):
+            loss -= np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
+                + neg_weights[i] * (1 - y_true[:, i]) * np.log(1 - y_pred[:, i] + epsilon))
+        return EagerTensor(loss)
+    return weighted_loss
+'''
+    result = grade_cells(grader, "import numpy as np\n", forged)
+    assert diagnosis_ids(result, "get_weighted_loss") == ["function.unrecognised"]
