@@ -17,21 +17,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import secrets
 import select
+import signal
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from grader.inkernel.confinement import confine_kernel
 from grader.locating import LocatedCode, Snippet
 from grader.options import GradingOptions
 from grader.probing import FunctionRun, read_probe_report
@@ -44,6 +49,8 @@ KERNEL_PACKAGE = "grader_inkernel"
 #: Environment variables a kernel inherits; everything else is dropped.
 KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 KEPT_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_")
+#: Address space a kernel needs for itself (Python, numpy, ZeroMQ threads).
+KERNEL_BASE_MEMORY = 3 * 2**30
 
 
 @dataclass(frozen=True)
@@ -142,10 +149,14 @@ def _probe_cell(token: str, request: dict[str, Any]) -> Any:
 def _run_cells(
     notebook: Any, first_probe: int, options: GradingOptions, workdir: str
 ) -> str | None:
+    # Unix sockets instead of TCP: they keep working inside the kernel's
+    # empty network namespace.
+    manager = KernelManager(kernel_name="python3", transport="ipc",
+                            ip=os.path.join(workdir, "kernel"))
     client = NotebookClient(
         notebook,
+        km=manager,
         timeout=int(options.cell_timeout),
-        kernel_name="python3",
         allow_errors=True,
         interrupt_on_timeout=True,
         record_timing=False,
@@ -156,6 +167,7 @@ def _run_cells(
             env=kernel_environment(workdir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_kernel_limits(options, workdir),
         ):
             for index, cell in enumerate(notebook.cells):
                 if index == 1 and options.mode != "full":
@@ -164,18 +176,49 @@ def _run_cells(
                     client.timeout = int(_probe_timeout(cell, options))
                 else:
                     client.timeout = int(options.cell_timeout)
+                # nbclient interrupts a cell past its time and waits again; a
+                # kernel that ignores interrupts is killed by this watchdog.
+                watchdog = threading.Timer(2 * client.timeout + 10, _kill_kernel,
+                                           (manager, cell))
+                watchdog.start()
                 try:
                     client.execute_cell(cell, index)
                 except CellTimeoutError:
                     log.info("cell %d ran past %ss and was interrupted",
                              index, client.timeout)
                     cell.metadata["grader_timed_out"] = True
+                finally:
+                    watchdog.cancel()
     except DeadKernelError:
         return "the kernel died while running the submission (it may have "\
-            "exited, crashed or run out of memory)"
+            "exited, crashed, run out of memory or run past its time)"
     except RuntimeError as exc:
         return f"the kernel could not be started: {exc}"
     return None
+
+
+def _kill_kernel(manager: Any, cell: Any) -> None:
+    cell.metadata["grader_timed_out"] = True
+    process = getattr(getattr(manager, "provisioner", None), "process", None)
+    if process is not None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            process.kill()
+
+
+def _kernel_limits(options: GradingOptions, workdir: str) -> Any:
+    hidden = list(options.hidden_paths)
+    memory = options.memory_limit_mb * 2**20 + KERNEL_BASE_MEMORY
+    limit_memory = options.backend != "tensorflow"  # TensorFlow maps many GB
+
+    def apply() -> None:
+        if limit_memory:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        confine_kernel(hidden, workdir)
+
+    return apply
 
 
 def _probe_timeout(cell: Any, options: GradingOptions) -> float:

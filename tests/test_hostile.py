@@ -143,3 +143,26 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
 '''
     result = grade_cells(grader, "import numpy as np\n", forged)
     assert diagnosis_ids(result, "get_weighted_loss") == ["function.unrecognised"]
+
+
+def test_the_kernel_engine_stops_a_loop_that_ignores_interrupts(
+    assignment: Assignment,
+) -> None:
+    stubborn = freqs_doing(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "while True:\n    pass")
+    options = GradingOptions(engine="kernel", case_timeout=1.0)
+    started = time.monotonic()
+    with Grader(assignment, options) as grader:
+        result = grade_cells(grader, "import numpy as np\n", stubborn)
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.timeout"]
+    assert time.monotonic() - started < 120
+
+
+@needs_namespaces
+def test_the_kernel_engine_has_no_network(assignment: Assignment) -> None:
+    dial = freqs_doing("import socket\nsocket.create_connection(('127.0.0.1', 9), 1)")
+    with Grader(assignment, GradingOptions(engine="kernel")) as grader:
+        result = grade_cells(grader, "import numpy as np\n", dial)
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "Network is unreachable" in message
