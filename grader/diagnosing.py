@@ -159,15 +159,31 @@ def diagnose(
     run: FunctionRun | None,
     located: LocatedCode,
     failed_imports: dict[str, str],
+    failed_definitions: dict[tuple[int, int], str] | None = None,
 ) -> list[Diagnosis]:
     """All diagnoses of one graded function; an empty list means it passed."""
+    failed_definitions = failed_definitions or {}
     assignment = table.assignment
     all_points = assignment.function(name).max_score
     if name in located.syntax_errors:
         return [_syntax_error(name, located, all_points)]
     definition = located.definitions.get(name)
-    if definition is None or run is None or run.status == "missing":
+    if definition is None or run is None:
         return [_missing(name, located, all_points)]
+    if run.status == "missing":
+        # Defined in the notebook, yet absent after running it: the
+        # definition itself raised (a default argument, a decorator, ...).
+        failure = failed_definitions.get((definition.cell, definition.line))
+        return [_engine(
+            "function.definition_failed",
+            f"Running the definition of `{name}` (cell {definition.cell}, line "
+            f"{definition.line}) failed"
+            + (f" with {failure}" if failure else "")
+            + ", so the function does not exist. Default values and decorators "
+            "run when the cell runs: they must not depend on data or stop the "
+            "program.",
+            table, name, definition.cell, definition.line,
+        )]
     if run.status != "ran":
         return [_engine(
             "function.timeout" if run.status == "timeout" else "function.crashed",
@@ -560,6 +576,12 @@ def _engine(
     return Diagnosis(diagnosis_id, message, "error", points, cell, line)
 
 
+def failed_snippets(statuses: Iterable[Any]) -> dict[tuple[int, int], str]:
+    """(cell, line) of each snippet that raised, with the error shown."""
+    return {(s.cell, s.line): f"{s.error_type}: {s.error_message}"
+            for s in statuses if not s.ok and s.line is not None}
+
+
 def failed_import_names(statuses: Iterable[Any], located: LocatedCode) -> dict[str, str]:
     """Names bound by import snippets that failed, with the error shown."""
     failures = {(s.cell, s.line): s for s in statuses if not s.ok}
@@ -573,4 +595,5 @@ def failed_import_names(statuses: Iterable[Any], located: LocatedCode) -> dict[s
 
 
 __all__ = ["Diagnosis", "DiagnosisTable", "diagnose", "failed_import_names",
+           "failed_snippets",
            "format_number"]

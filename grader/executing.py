@@ -406,6 +406,7 @@ def _execution_from_answer(
     statuses: list[SnippetStatus] = []
     probes: dict[str, Any] = {}
     confinement: list[str] = []
+    failed: dict[str, str] = {}
     for report in answer.get("reports", []):
         if not isinstance(report, dict):
             continue
@@ -416,6 +417,8 @@ def _execution_from_answer(
             statuses.extend(_statuses(body.get("statuses")))
         elif report.get("kind") == "probe" and isinstance(body, dict):
             probes[str(body.get("function"))] = body
+        elif report.get("kind") == "probe_failed" and isinstance(body, dict):
+            failed[str(body.get("function"))] = str(body.get("reason"))[:100]
 
     status = answer.get("status")
     runs = {}
@@ -423,12 +426,19 @@ def _execution_from_answer(
         name = request["function"]
         if name in probes:
             runs[name] = read_probe_report(name, probes[name])
+        elif failed.get(name) == "timeout":
+            runs[name] = FunctionRun(name, "timeout", reason="ran past the time limit")
+        elif name in failed:
+            runs[name] = FunctionRun(
+                name, "crashed",
+                reason=f"the process probing it ended abruptly ({failed[name]}): "
+                "it may have exited, crashed or run out of memory or stack")
         elif status == "timeout":
             runs[name] = FunctionRun(name, "timeout", reason="ran past the time limit")
         else:
-            reason = (f"the submission's process ended before this function was "
-                      f"probed ({answer.get('exit')}; it may have exited, crashed "
-                      "or run out of memory)")
+            reason = (f"the submission's process ended before this function's "
+                      f"results came back ({answer.get('exit')}; it may have "
+                      "exited, crashed or run out of memory)")
             if status == "oversized":
                 reason = "the submission sent back more data than allowed"
             runs[name] = FunctionRun(name, "crashed", reason=reason)

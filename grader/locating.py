@@ -155,7 +155,8 @@ def locate(notebook: Notebook, function_names: Iterable[str]) -> LocatedCode:
     snippets, globals_not_run = _needed_snippets(definitions, bindings)
     defined = {b.name for b in bindings if b.kind == "definition"}
     suggestions = {
-        name: tuple(difflib.get_close_matches(name, sorted(defined), n=3, cutoff=0.6))
+        name: tuple(difflib.get_close_matches(name, sorted(defined - {name}), n=3,
+                                              cutoff=0.6))
         for name in names
         if name not in definitions and name not in syntax_errors
     }

@@ -21,7 +21,12 @@ from typing import Any, Callable, Iterator
 
 from grader import __version__
 from grader.assignment import Assignment
-from grader.diagnosing import DiagnosisTable, diagnose, failed_import_names
+from grader.diagnosing import (
+    DiagnosisTable,
+    diagnose,
+    failed_import_names,
+    failed_snippets,
+)
 from grader.errors import SubmissionError
 from grader.executing import ForkEngine, KernelPackage, execute_in_kernel
 from grader.locating import locate
@@ -139,12 +144,13 @@ class Grader:
         else:
             execution = self.fork_engine.execute(located, requests)
         failed_imports = failed_import_names(execution.statuses, located)
+        failed_definitions = failed_snippets(execution.statuses)
 
         functions = {}
         for graded in self.assignment.functions:
             diagnoses = diagnose(self.table, graded.name,
                                  execution.runs.get(graded.name), located,
-                                 failed_imports)
+                                 failed_imports, failed_definitions)
             functions[graded.name] = score_function(graded, diagnoses)
         return SubmissionResult(
             path=notebook.path,

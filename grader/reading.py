@@ -187,6 +187,7 @@ def _to_v4(path: Path, content: dict[str, Any]) -> Any:
             )
         return content
     if major == 3:
+        _repair_v3(content)
         try:
             # reads() rejoins v3's line lists before converting; validation
             # problems are kept, not raised: old files often fail the schema.
@@ -205,6 +206,27 @@ def _to_v4(path: Path, content: dict[str, Any]) -> Any:
         f"{path}: nbformat {major!r} is not supported (3 and 4 are); "
         "open it in a current Jupyter and save it again",
     )
+
+
+def _repair_v3(content: dict[str, Any]) -> None:
+    """Fill what old files often lack, so that conversion does not fail on it."""
+    if not isinstance(content.get("metadata"), dict):
+        content["metadata"] = {}
+    worksheets = content.get("worksheets")
+    if not isinstance(worksheets, list):
+        content["worksheets"] = [{"cells": [], "metadata": {}}]
+        return
+    for sheet in worksheets:
+        if not isinstance(sheet, dict):
+            continue
+        sheet["cells"] = [c for c in sheet.get("cells") or [] if isinstance(c, dict)]
+        for cell in sheet["cells"]:
+            if cell.get("cell_type") == "code" and not isinstance(cell.get("outputs"),
+                                                                  list):
+                cell["outputs"] = []
+            if cell.get("cell_type") == "heading" and not isinstance(cell.get("level"),
+                                                                     int):
+                cell["level"] = 1
 
 
 def _source_text(source: Any) -> str:

@@ -130,3 +130,26 @@ def compute_class_freqs(labels, _unused=_tamper()):
     result = grade_cells(grader, "import numpy as np\n", tamper)
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
     assert result.functions["compute_class_freqs"].score == 0
+
+
+def test_a_function_that_kills_its_process_costs_only_its_own_points(
+    grader: Grader,
+) -> None:
+    loss = '''
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    import os
+    os._exit(3)
+'''
+    result = grade_cells(grader, "import numpy as np\n", GOOD_FREQS, loss)
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert diagnosis_ids(result, "get_weighted_loss") == ["function.crashed"]
+    assert "exit status 3" in result.functions["get_weighted_loss"].diagnoses[0].message
+    assert result.score == 10.0
+
+
+def test_a_definition_that_raises_is_named_as_such(grader: Grader) -> None:
+    broken = "def compute_class_freqs(labels, axis=AXIS):\n    return 1, 1\n"
+    result = grade_cells(grader, "import numpy as np\n", broken)
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.definition_failed"]
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "NameError: name 'AXIS' is not defined" in message

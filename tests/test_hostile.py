@@ -166,3 +166,59 @@ def test_the_kernel_engine_has_no_network(assignment: Assignment) -> None:
         result = grade_cells(grader, "import numpy as np\n", dial)
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "Network is unreachable" in message
+
+
+LOSS_OK = '''
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    def weighted_loss(y_true, y_pred):
+        loss = 0.0
+        for i in range(len(pos_weights)):
+            loss -= K.mean(pos_weights[i] * y_true[:, i] * K.log(y_pred[:, i] + epsilon)
+                + neg_weights[i] * (1 - y_true[:, i]) * K.log(1 - y_pred[:, i] + epsilon))
+        return loss
+    return weighted_loss
+'''
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("import ctypes\nctypes.string_at(0)", "function.crashed"),
+    ("import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 50_000)",
+     None),
+    ("np.allclose = lambda *a, **k: True\nnp.isclose = np.allclose\n"
+     "np.testing.assert_allclose = lambda *a, **k: None\nreturn np.zeros(3), np.ones(3)",
+     "function.unrecognised"),
+    ("import sys\nsys.setrecursionlimit(10**8)\ndef down(n):\n    return down(n + 1)\n"
+     "down(0)", "function.timeout"),
+    ("return np.empty(2**30 - 2**20, dtype=np.uint8), np.zeros(3)",
+     "function.unrecognised"),
+    ("import atexit\natexit.register(lambda: open('/tmp/after', 'w'))\n"
+     "class Later:\n    def __del__(self):\n        print('late')\n"
+     "globals()['keep'] = Later()", None),
+], ids=["segfault", "100MB_prints", "numpy_monkeypatch", "deep_recursion",
+        "gigabyte_result", "atexit_and_del"])
+def test_hostile_code_gets_its_verdict_and_the_other_function_its_points(
+    grader: Grader, code: str, expected: str | None
+) -> None:
+    imports = "import numpy as np\nfrom keras import backend as K\n"
+    result = grade_cells(grader, imports, freqs_doing(code), LOSS_OK)
+    assert diagnosis_ids(result, "compute_class_freqs") == ([expected] if expected
+                                                            else [])
+    assert diagnosis_ids(result, "get_weighted_loss") == []
+
+
+def test_fifty_megabytes_of_image_outputs_are_read(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import SAMPLES
+
+    content = json.loads((SAMPLES / "correct_keras_backend.ipynb").read_text())
+    picture = "A" * (5 * 2**20)
+    for cell in content["cells"][:10]:
+        cell.setdefault("outputs", []).append(
+            {"output_type": "display_data", "metadata": {},
+             "data": {"image/png": picture}}) if cell["cell_type"] == "code" else None
+    big = tmp_path / "big.ipynb"
+    big.write_text(json.dumps(content), encoding="utf-8")
+    assert big.stat().st_size > 20 * 2**20
+    from grader.reading import read_notebook
+    assert len(read_notebook(big).code_cells) > 5

@@ -137,3 +137,14 @@ def test_deeply_nested_json_and_odd_cells(tmp_path: Path) -> None:
     path = tmp_path / "odd_cells.ipynb"
     path.write_text(json.dumps(odd), encoding="utf-8")
     assert len(read_notebook(path).code_cells) == 2
+
+
+def test_old_v3_files_missing_outputs_and_metadata(tmp_path: Path) -> None:
+    content = {"nbformat": 3, "nbformat_minor": 0, "worksheets": [{"cells": [
+        {"cell_type": "heading", "level": "one", "source": "Title"},
+        {"cell_type": "code", "input": "x = 1", "language": "python"},
+        {"cell_type": "code", "input": "y = 2", "outputs": None},
+    ]}]}
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(content), encoding="utf-8")
+    assert [c.source for c in read_notebook(path).code_cells] == ["x = 1", "y = 2"]

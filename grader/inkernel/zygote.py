@@ -69,19 +69,26 @@ def _grade_in_child(
     request: dict[str, Any], namespaces: bool, hidden: list[str]
 ) -> dict[str, Any]:
     read_end, write_end = os.pipe()
+    # The cases go to the child only once its snippets have run, so code that
+    # runs at import or definition time never sees the hidden inputs.
+    probes_read, probes_write = os.pipe()
+    probes = json.dumps(request.pop("probes")).encode() + b"\n"
+    request["probes_fd"] = probes_read
     workdir = tempfile.mkdtemp(prefix="grader-submission-")
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         os.close(read_end)
+        os.close(probes_write)
         os.setsid()
         if namespaces:
             _enter_namespaces(request, write_end, hidden)
         _child(request, write_end, workdir, [], confined=False)
     os.close(write_end)
+    os.close(probes_read)
 
     deadline = started + float(request.get("timeout", 60))
-    reports, status = _collect(read_end, deadline)
+    reports, status = _collect(read_end, deadline, probes_write, probes)
     os.close(read_end)
     exit_text = _reap(pid, deadline)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -112,10 +119,15 @@ def _enter_namespaces(request: dict[str, Any], write_end: int, hidden: list[str]
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
 
-def _collect(read_end: int, deadline: float) -> tuple[list[Any], str]:
-    chunks: list[bytes] = []
+def _collect(
+    read_end: int, deadline: float, probes_write: int, probes: bytes
+) -> tuple[list[Any], str]:
+    """Read the child's report lines; hand over the cases after its snippets."""
+    buffer = b""
     size = 0
     status = "finished"
+    reports: list[Any] = []
+    pending_probes: bytes | None = probes
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -131,18 +143,33 @@ def _collect(read_end: int, deadline: float) -> tuple[list[Any], str]:
         if size > REPORT_CAP:
             status = "oversized"
             break
-        chunks.append(chunk)
-
-    reports = []
-    for line in b"".join(chunks).split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            reports.append(json.loads(line))
-        except ValueError:
-            status = "malformed"
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            try:
+                report = json.loads(line)
+            except ValueError:
+                status = "malformed"
+                break
+            reports.append(report)
+            if pending_probes is not None and isinstance(report, dict) \
+                    and report.get("kind") == "snippets":
+                _send(probes_write, pending_probes, deadline)
+                pending_probes = None
+        if status == "malformed":
             break
+    os.close(probes_write)
     return reports, status
+
+
+def _send(fd: int, data: bytes, deadline: float) -> None:
+    while data and time.monotonic() < deadline:
+        _, writable, _ = select.select([], [fd], [], max(deadline - time.monotonic(), 0))
+        if writable:
+            try:
+                data = data[os.write(fd, data[:65536]):]
+            except BrokenPipeError:
+                return
 
 
 def _reap(pid: int, deadline: float) -> str:
@@ -195,12 +222,46 @@ def _child(
         namespace: dict[str, Any] = {"__name__": "__main__",
                                      "__builtins__": __builtins__}
         report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
-        for probe in request["probes"]:
-            report("probe", runtime.probe_namespace(probe, namespace))
+        with os.fdopen(request["probes_fd"], "rb") as handed_over:
+            probes = json.loads(handed_over.readline() or b"[]")
+        for probe in probes:
+            _probe_alone(probe, namespace, report)
     except BaseException:  # nothing may escape a forked child
         code = 70
     finally:
         os._exit(code)
+
+
+def _probe_alone(probe: dict[str, Any], namespace: dict[str, Any], report: Any) -> None:
+    """Probe one function in a child of its own, so that a function that
+    exits, crashes or hangs costs only its own verdict."""
+    from . import runtime
+
+    limit = float(probe.get("case_timeout", 5)) * max(len(probe["cases"]), 1) + 2
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            report("probe", runtime.probe_namespace(probe, namespace))
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + limit
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            report("probe_failed", {"function": probe["function"], "reason": "timeout"})
+            return
+        time.sleep(0.002)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+        how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit status {os.WEXITSTATUS(status)}")
+        report("probe_failed", {"function": probe["function"], "reason": how})
 
 
 def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
