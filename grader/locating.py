@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 GRADED_MARKER = re.compile(r"^\s*#\s*GRADED FUNCTION:\s*(\w+)", re.MULTILINE)
 UNIQUE_MARKER = re.compile(r"^\s*#\s*(UNQ_C\d+)", re.MULTILINE)
+#: Lines that may hold IPython syntax: escapes, magics, help requests.
+IPYTHON_SYNTAX = re.compile(r"^\s*[%!?]|=\s*[%!]|\?\s*$")
 BUILTIN_NAMES = frozenset(dir(builtins)) | {"get_ipython", "display", "__name__"}
 
 
@@ -186,6 +188,9 @@ def python_source(cell_source: str) -> str | None:
             return None
         lines[first] = "\n"
     lines = [_without_install(line) for line in lines]
+    if not any(IPYTHON_SYNTAX.search(line) for line in lines):
+        # Plain Python (most cells): IPython's tokenizer would change nothing.
+        return "".join(lines)
     manager = TransformerManager()
     # Only the token-level transforms: the clean-up ones drop leading blank
     # lines and indentation, which would shift every reported line.

@@ -13,6 +13,7 @@ import logging
 import site
 import sys
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class SubmissionResult:
     backend: dict[str, Any] = field(default_factory=dict)
     #: Which isolation was active (engine, network protection).
     protections: dict[str, Any] = field(default_factory=dict)
+    #: Wall-clock seconds spent grading this submission.
+    seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         error = None
@@ -68,6 +71,7 @@ class SubmissionResult:
             "max_score": self.max_score,
             "functions": {name: f.to_dict() for name, f in self.functions.items()},
             "protections": self.protections,
+            "seconds": self.seconds,
         }
 
     @classmethod
@@ -112,6 +116,11 @@ class Grader:
         return sum(f.max_score for f in self.assignment.functions)
 
     def grade(self, path: Path) -> SubmissionResult:
+        started = time.monotonic()
+        result = self._grade_contained(path)
+        return dataclasses.replace(result, seconds=round(time.monotonic() - started, 4))
+
+    def _grade_contained(self, path: Path) -> SubmissionResult:
         try:
             return self._grade(path)
         except SubmissionError as exc:

@@ -1,0 +1,201 @@
+"""Throughput benchmark: the grader's engines beside baselines, in one run.
+
+Generates N course-style notebooks from the samples (correct and wrong, a
+tenth of them carrying megabytes of image outputs), then measures:
+
+* grader, fork engine (the default), with -j JOBS;
+* grader, kernel engine, and --full, on a subset;
+* the raw floor: a warmed process forking one child per notebook that only
+  runs the two graded functions on the public cases;
+* the baseline: a bare nbclient run of each notebook (subset), and
+  `nbgrader autograde` when nbgrader is installed (not measured otherwise).
+
+Prints notebooks per second, the ratio to the baseline, per-notebook latency
+percentiles and the peak memory of one grading process.
+
+    python benchmarks/throughput.py --notebooks 1000 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "student_submissions"
+
+
+def generate(folder: Path, count: int) -> list[Path]:
+    samples = sorted(p for p in SAMPLES.glob("*.ipynb") if p.name != "truncated.ipynb")
+    paths = []
+    for index in range(count):
+        content = json.loads(samples[index % len(samples)].read_text(encoding="utf-8"))
+        cells = content.get("cells") or content["worksheets"][0]["cells"]
+        cells.insert(0, {"cell_type": "markdown", "metadata": {},
+                         "source": f"Submission {index}"})
+        if index % 10 == 3 and "cells" in content:
+            for cell in cells:
+                if cell["cell_type"] == "code":
+                    cell.setdefault("outputs", []).append(
+                        {"output_type": "display_data", "metadata": {},
+                         "data": {"image/png": "iVBOR" + "A" * 400_000}})
+        path = folder / f"student_{index:06d}.ipynb"
+        path.write_text(json.dumps(content), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def run_grader(folder: Path, jobs: int, *extra: str) -> dict:
+    out = folder.parent / f"out-{time.monotonic_ns()}.json"
+    gradebook = folder.parent / f"gb-{time.monotonic_ns()}.sqlite"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "grader", "grade", str(folder), "-q",
+                    "-j", str(jobs), "--json", str(out), "--gradebook", str(gradebook),
+                    *extra], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    latencies = [s["seconds"] for s in report["submissions"] if s.get("seconds")]
+    return {"seconds": elapsed, "count": len(report["submissions"]),
+            "latencies": latencies, "peak_mb": peak / 1024}
+
+
+FLOOR_CHILD = r"""
+import json, os, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from grader_inkernel import legacy_backend
+legacy_backend.install("standin")
+from keras import backend as K
+sources = json.loads(sys.stdin.read())
+y_true = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [1, 0, 1]])
+labels = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1], [1, 0, 1]])
+started = time.monotonic()
+for source in sources:
+    pid = os.fork()
+    if pid == 0:
+        namespace = {"np": np, "K": K}
+        try:
+            exec(source, namespace)
+            namespace["compute_class_freqs"](labels)
+            loss = namespace["get_weighted_loss"](np.array([.25, .25, .5]),
+                                                  np.array([.75, .75, .5]), 1)
+            loss(y_true, np.full((4, 3), 0.7))
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(time.monotonic() - started)
+"""
+
+
+def raw_floor(paths: list[Path]) -> float:
+    """Seconds for a warmed process to fork once per notebook and run the two
+    functions; the sources are extracted beforehand, outside the timing."""
+    sys.path.insert(0, str(ROOT))
+    from grader.executing import KernelPackage
+    from grader.locating import locate
+    from grader.reading import read_notebook
+
+    sources = []
+    for path in paths:
+        located = locate(read_notebook(path), ["compute_class_freqs",
+                                               "get_weighted_loss"])
+        sources.append("\n".join(s.source for s in located.snippets
+                                 if s.kind != "import"))
+    package = KernelPackage()
+    try:
+        done = subprocess.run([sys.executable, "-c", FLOOR_CHILD, package.path],
+                              input=json.dumps(sources), capture_output=True,
+                              text=True, check=True)
+    finally:
+        package.close()
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def bare_nbclient(paths: list[Path], jobs: int) -> float:
+    import nbformat
+    from nbclient import NotebookClient
+
+    def run(path: Path) -> None:
+        notebook = nbformat.read(str(path), as_version=4)
+        with tempfile.TemporaryDirectory() as workdir:
+            NotebookClient(notebook, kernel_name="python3", timeout=60,
+                           allow_errors=True,
+                           resources={"metadata": {"path": workdir}}).execute()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(run, paths))
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebooks", type=int, default=400)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--baseline-notebooks", type=int, default=20,
+                        help="notebooks for the slow engines and baselines")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
+    try:
+        batch = work / "batch"
+        batch.mkdir()
+        paths = generate(batch, args.notebooks)
+        subset = work / "subset"
+        subset.mkdir()
+        for path in paths[: args.baseline_notebooks]:
+            shutil.copy(path, subset)
+        subset_paths = sorted(subset.glob("*.ipynb"))
+
+        rows = []
+        fork = run_grader(batch, args.jobs)
+        rows.append(("grader, fork engine", fork["count"], fork["seconds"], fork))
+        kernel = run_grader(subset, args.jobs, "--engine", "kernel")
+        rows.append(("grader, kernel engine", kernel["count"], kernel["seconds"], kernel))
+        full = run_grader(subset, args.jobs, "--full")
+        rows.append(("grader --full", full["count"], full["seconds"], full))
+        floor = raw_floor(paths)
+        rows.append(("raw floor (1 process)", len(paths), floor, None))
+        bare = bare_nbclient(subset_paths, args.jobs)
+        rows.append(("baseline: bare nbclient", len(subset_paths), bare, None))
+        if shutil.which("nbgrader") is None:
+            print("nbgrader is not installed: its autograde baseline is not measured")
+
+        baseline_rate = len(subset_paths) / bare
+        print(f"{'run':26} {'notebooks':>9} {'seconds':>8} {'nb/s':>8} "
+              f"{'x baseline':>10} {'p50 s':>7} {'p95 s':>7} {'peak MB':>8}")
+        for name, count, seconds, detail in rows:
+            rate = count / seconds
+            latencies = detail["latencies"] if detail else []
+            peak = f"{detail['peak_mb']:8.0f}" if detail else f"{'':>8}"
+            print(f"{name:26} {count:9d} {seconds:8.2f} {rate:8.1f} "
+                  f"{rate / baseline_rate:10.1f} {percentile(latencies, .5):7.3f} "
+                  f"{percentile(latencies, .95):7.3f} {peak}")
+        print(f"fork engine vs raw floor (same notebooks, -j {args.jobs} vs 1 process): "
+              f"{fork['seconds'] / floor:.2f} x the floor's time")
+        if fork["latencies"]:
+            print(f"mean latency {statistics.mean(fork['latencies']):.3f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
