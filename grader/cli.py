@@ -209,6 +209,35 @@ def submission_digest(path: Path) -> str | None:
         return None
 
 
+@main.command("check")
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the result as JSON (same contract as grade).")
+@click.option("--assignment", "assignment_dir",
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Assignment folder (default: the shipped one).")
+def check_command(notebook: Path, json_path: Path | None,
+                  assignment_dir: Path | None) -> None:
+    """Check your notebook on the public cases before you submit.
+
+    Exit status 0 when every graded function passes them, 1 otherwise.
+    """
+    from grader.reporting import write_json
+    from grader.selfcheck import check_notebook, print_check
+
+    try:
+        if not notebook.exists():
+            raise UsageError(f"{notebook}: no such file")
+        assignment = load_assignment(assignment_dir)
+    except (UsageError, AssignmentError) as exc:
+        raise click.UsageError(str(exc)) from None
+    result = check_notebook(notebook, assignment)
+    if json_path:
+        write_json(json_path, assignment, [result])
+    passed = print_check(Console(highlight=False), result)
+    sys.exit(0 if passed else 1)
+
+
 def find_submissions(paths: tuple[Path, ...]) -> list[Path]:
     """Notebook files named on the command line or found in folders."""
     found: list[Path] = []

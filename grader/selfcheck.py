@@ -1,0 +1,84 @@
+"""A student's self-check: public cases only, from the shell or a notebook.
+
+    grader check my_notebook.ipynb
+    >>> from grader import check; check(compute_class_freqs)
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+import types
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.markup import escape
+
+from grader.assignment import Assignment, load_assignment
+from grader.options import GradingOptions
+from grader.pipeline import Grader, SubmissionResult
+from grader.reading import CodeCell, Notebook
+
+HIDDEN_NOTE = ("Only the public cases were run. The final grade also uses hidden "
+               "cases, so passing here does not guarantee full marks.")
+
+
+def check_notebook(path: Path, assignment: Assignment | None = None) -> SubmissionResult:
+    assignment = assignment or load_assignment()
+    with Grader(assignment, GradingOptions(public_only=True)) as grader:
+        return grader.grade(path)
+
+
+def check_source(source: str, assignment: Assignment | None = None) -> SubmissionResult:
+    assignment = assignment or load_assignment()
+    notebook = Notebook(Path("<your code>"), 4, (CodeCell(1, source),), "")
+    with Grader(assignment, GradingOptions(public_only=True)) as grader:
+        return grader.grade_notebook(notebook)
+
+
+def print_check(console: Console, result: SubmissionResult, only: str | None = None) -> bool:
+    """Friendly pass/fail per function with hints; True when all pass."""
+    if result.status == "error":
+        console.print(f"[bold red]Cannot check[/]: {escape(result.error_message or '')}",
+                      soft_wrap=True)
+        return False
+    all_pass = True
+    for function in result.functions.values():
+        if only and function.name != only:
+            continue
+        if function.passed:
+            console.print(f"[bold green]PASS[/] {function.name}: all public cases "
+                          "give the expected result.", soft_wrap=True)
+            continue
+        all_pass = False
+        console.print(f"[bold red]FAIL[/] {function.name}", soft_wrap=True)
+        for diagnosis in function.diagnoses:
+            console.print(f"     {escape(diagnosis.message)}", soft_wrap=True)
+    console.print(HIDDEN_NOTE, soft_wrap=True)
+    return all_pass
+
+
+def check(target: Callable[..., Any] | str | Path) -> bool:
+    """Check a graded function (or a notebook path) from inside a notebook.
+
+    For a function, its source and the modules its cell imported are checked
+    in a sandbox, on the public cases only.
+    """
+    console = Console(highlight=False)
+    if isinstance(target, (str, Path)):
+        return print_check(console, check_notebook(Path(target)))
+    source = textwrap.dedent(inspect.getsource(target))
+    result = check_source(_imports_of(target) + "\n" + source)
+    return print_check(console, result, only=target.__name__)
+
+
+def _imports_of(function: Callable[..., Any]) -> str:
+    """Import lines for the modules the function's globals name."""
+    lines = []
+    for name, value in getattr(function, "__globals__", {}).items():
+        if isinstance(value, types.ModuleType) and not name.startswith("_"):
+            module = value.__name__
+            lines.append(f"import {module} as {name}" if module != name
+                         else f"import {module}")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The student's self-check: public cases only, exit status, in-notebook use."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import SAMPLES
+
+
+def check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "grader", "check", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_passing_notebook_exits_0_and_mentions_hidden_cases(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    done = check(str(SAMPLES / "correct_vectorised.ipynb"), "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "PASS get_weighted_loss" in done.stdout
+    assert "Only the public cases were run." in done.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["submissions"][0]["score"] == 20.0
+
+
+def test_a_failing_notebook_exits_1_with_the_hint() -> None:
+    done = check(str(SAMPLES / "sum_instead_of_mean.ipynb"))
+    assert done.returncode == 1
+    assert "FAIL get_weighted_loss" in done.stdout
+    assert "exactly 4 x the -0.4956 that averaging gives" in done.stdout
+
+
+def test_a_missing_notebook_is_a_usage_error(tmp_path: Path) -> None:
+    assert check(str(tmp_path / "nope.ipynb")).returncode == 2
+
+
+def test_check_a_function_from_inside_a_notebook(tmp_path: Path, capsys) -> None:
+    module_file = tmp_path / "student_cell.py"
+    module_file.write_text(
+        "import numpy as np\n\n"
+        "def compute_class_freqs(labels):\n"
+        "    positive = np.sum(labels, axis=0) / labels.shape[1]\n"
+        "    return positive, 1 - positive\n",
+        encoding="utf-8",
+    )
+    spec = importlib.util.spec_from_file_location("student_cell", module_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    from grader import check as check_in_notebook
+
+    assert check_in_notebook(module.compute_class_freqs) is False
+    printed = capsys.readouterr().out
+    assert "FAIL compute_class_freqs" in printed
+    assert "divided by the number of classes" in printed
+    assert "get_weighted_loss" not in printed
