@@ -9,6 +9,7 @@ knobs are the known mistakes).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -38,6 +39,19 @@ class GradedFunction:
     accept_kinds: tuple[str, ...]
     #: Words for the expected result, used in hints ("a scalar tensor").
     result_words: str
+    #: The function's skeleton with a `{body}` line, where a forum fragment
+    #: (a body pasted without its `def`) is placed.
+    fragment_skeleton: str = ""
+
+    @property
+    def fragment_names(self) -> frozenset[str]:
+        """Parameter names of the skeleton: a fragment using them fits here."""
+        if not self.fragment_skeleton:
+            return frozenset()
+        tree = ast.parse(self.fragment_skeleton.replace("{body}", "pass"))
+        return frozenset(arg.arg for node in ast.walk(tree)
+                         if isinstance(node, ast.arguments)
+                         for arg in node.args)
 
     @property
     def max_score(self) -> float:
@@ -110,6 +124,8 @@ class Assignment:
     #: A digest of every file of the assignment: results graded against
     #: another version are never reused.
     digest: str
+    #: Imports put before code pasted on a forum, which rarely has its own.
+    forum_imports: str = ""
 
     def function(self, name: str) -> GradedFunction:
         for graded in self.functions:
@@ -198,6 +214,7 @@ def load_assignment(folder: Path | None = None) -> Assignment:
         catalogue=catalogue,
         tolerance=tolerance,
         digest=_digest(folder),
+        forum_imports=str(manifest.get("forum_imports", "")),
     )
 
 
@@ -217,6 +234,7 @@ def _graded_function(path: Path, raw: dict[str, Any]) -> GradedFunction:
             type_points=float(raw.get("type_points", 0)),
             accept_kinds=tuple(raw["accept_kinds"]),
             result_words=raw.get("result_words", "the expected result"),
+            fragment_skeleton=raw.get("fragment_skeleton", ""),
         )
     except KeyError as exc:
         raise AssignmentError(f"{path}: a [[functions]] entry lacks {exc}") from exc

@@ -7,16 +7,19 @@ usage or set-up error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 from rich.progress import (
     BarColumn,
@@ -236,6 +239,52 @@ def check_command(notebook: Path, json_path: Path | None,
         write_json(json_path, assignment, [result])
     passed = print_check(Console(highlight=False), result)
     sys.exit(0 if passed else 1)
+
+
+@main.command("forum")
+@click.argument("post", type=click.File("r", encoding="utf-8"))
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the result as JSON (the grade contract plus repairs).")
+@click.option("--assignment", "assignment_dir",
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Assignment folder (default: the shipped one).")
+def forum_command(post: Any, json_path: Path | None,
+                  assignment_dir: Path | None) -> None:
+    """Diagnose code pasted in a forum POST (a file, or - for stdin).
+
+    Prints the repairs made to the pasted code, then a reply a mentor can post.
+    """
+    import json as json_module
+
+    from grader.forum import forum_notebook, reply_text
+    from grader.pipeline import Grader, batch_report
+
+    try:
+        assignment = load_assignment(assignment_dir)
+    except AssignmentError as exc:
+        raise click.UsageError(str(exc)) from None
+    name = Path(post.name).name if post.name != "<stdin>" else "forum post"
+    notebook, forum = forum_notebook(post.read(), assignment, Path(name))
+    with Grader(assignment, GradingOptions(public_evidence=True)) as grader:
+        result = grader.grade_notebook(notebook)
+    if forum.function in result.functions:
+        # Only the function the post is about; the others were not pasted.
+        posted = result.functions[forum.function]
+        result = dataclasses.replace(result, functions={forum.function: posted},
+                                     score=posted.score, max_score=posted.max_score)
+
+    console = Console(highlight=False)
+    console.print("Repairs made to the pasted code:", soft_wrap=True)
+    for repaired in forum.repairs or ["none"]:
+        console.print(f"  - {escape(repaired)}", soft_wrap=True)
+    console.print("\nReply:\n", soft_wrap=True)
+    console.print(escape(reply_text(forum, result)), soft_wrap=True)
+    if json_path:
+        report = batch_report(assignment, [result])
+        report["repairs"] = forum.repairs
+        report["function"] = forum.function
+        json_path.write_text(json_module.dumps(report, indent=2) + "\n",
+                             encoding="utf-8")
 
 
 def find_submissions(paths: tuple[Path, ...]) -> list[Path]:

@@ -81,8 +81,11 @@ class Candidate:
 class DiagnosisTable:
     """Reference outputs and outputs of every mistake set, for one batch."""
 
-    def __init__(self, assignment: Assignment, public_only: bool = False) -> None:
+    def __init__(self, assignment: Assignment, public_only: bool = False,
+                 public_evidence: bool = False) -> None:
         self.assignment = assignment
+        #: Show evidence from public cases whenever one shows the mistake.
+        self.public_evidence = public_evidence
         self.cases: dict[str, list[Case]] = {}
         self.reference: dict[str, dict[str, Expected]] = {}
         self.candidates: dict[str, list[list[Candidate]]] = {}
@@ -341,6 +344,8 @@ def _evidence_case(
     if mistake.prefer_nonfinite:
         nonfinite = [case for case in differing if _nonfinite(context.outcomes[case.id])]
         differing = nonfinite + [c for c in differing if c not in nonfinite]
+    if context.table.public_evidence and any(case.public for case in differing):
+        differing = [case for case in differing if case.public]
     return (differing[0] if differing else _first_wrong_case(context)), baseline
 
 
@@ -417,6 +422,11 @@ def _explain(
         )
         evidence.update(_difference_facts(difference, outcome))
     text = mistake.evidence.format_map(evidence) if mistake.evidence else ""
+    if text and baseline is not None and baseline is not context.table.reference[
+            context.name]:
+        # With several mistakes, "expected" is the result with only this one
+        # fixed; say so, or the numbers look wrong.
+        text += " (Compared with your code with only this mistake fixed.)"
     line = context.line(mistake)
     where = f"See cell {context.cell}, line {line}." if line else ""
     message = " ".join(part for part in (mistake.what, text, where, mistake.fix) if part)

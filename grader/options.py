@@ -21,6 +21,9 @@ class GradingOptions:
     setup_timeout: float = 60.0
     #: Probe the public cases only (a student's self-check).
     public_only: bool = False
+    #: Quote public cases as evidence whenever they show the mistake (a
+    #: forum reply must not reveal hidden results).
+    public_evidence: bool = False
     #: "fork" (a warmed sandbox process forks a child per submission) or
     #: "kernel" (a Jupyter kernel per submission). The full mode always
     #: uses a kernel.

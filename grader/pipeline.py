@@ -97,7 +97,8 @@ class Grader:
         self.assignment = assignment
         self.options = dataclasses.replace(
             options, hidden_paths=hidden_from_sandbox(assignment, options.hidden_paths))
-        self.table = DiagnosisTable(assignment, public_only=options.public_only)
+        self.table = DiagnosisTable(assignment, public_only=options.public_only,
+                                    public_evidence=options.public_evidence)
         self.package = KernelPackage()
         self.fork_engine = ForkEngine(self.package, self.options)
 
