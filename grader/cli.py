@@ -7,8 +7,11 @@ usage or set-up error.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -34,12 +37,12 @@ from rich.progress import (
 
 from grader import __version__
 from grader.assignment import load_assignment
+from grader.collecting import collect
 from grader.errors import AssignmentError, SubmissionError, UsageError
 from grader.options import GradingOptions
 from grader.reading import read_submission_bytes
 
 log = logging.getLogger("grader")
-SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", ".git"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +80,9 @@ def main(verbose: int) -> None:
               show_default=True, help="Seconds per cell in --full mode.")
 @click.option("--case-timeout", type=click.FloatRange(min=0.1), default=5.0,
               show_default=True, help="Seconds per call of a graded function.")
+@click.option("--gradescope", "gradescope_path",
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="Write Gradescope's results.json (one submission only).")
 @click.option("--gradebook", "gradebook_path", type=click.Path(path_type=Path,
               dir_okay=False), default=Path("gradebook.sqlite"), show_default=True,
               help="SQLite gradebook; each result is stored as it is known, and "
@@ -95,24 +101,53 @@ def grade(
     jobs: int | None,
     cell_timeout: float,
     case_timeout: float,
+    gradescope_path: Path | None,
     gradebook_path: Path,
     fresh: bool,
     quiet: bool,
 ) -> None:
-    """Grade the notebooks in PATHS (files or folders, searched recursively)."""
-    from grader.gradebook import Gradebook
-    from grader.pipeline import Grader, SubmissionResult
-    from grader.reporting import print_result, write_csv, write_json
-
+    """Grade the notebooks in PATHS: files, folders (searched recursively) or
+    zips, in a flat, nbgrader, per-student or LMS layout."""
     console = Console(highlight=False)
+    unpacked = Path(tempfile.mkdtemp(prefix="grader-unpacked-"))
     try:
-        submissions = find_submissions(paths)
+        collected = collect(paths, unpacked)
+        submissions = [submission.path for submission in collected]
+        students = {s.path: s.student for s in collected}
         assignment = load_assignment(assignment_dir)
+        if gradescope_path and len(submissions) != 1:
+            raise UsageError(f"--gradescope writes one submission's results; "
+                             f"{len(submissions)} were given")
         if not gradebook_path.parent.is_dir():
             raise UsageError(f"{gradebook_path}: its folder does not exist; create "
                              "it or choose another --gradebook")
     except (UsageError, AssignmentError) as exc:
+        shutil.rmtree(unpacked, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
+    try:
+        results = _grade_batch(console, submissions, students, assignment,
+                               json_path, csv_path, full, backend, engine, jobs,
+                               cell_timeout, case_timeout, gradebook_path, fresh,
+                               quiet)
+        if gradescope_path:
+            from grader.exporting import gradescope_results
+
+            gradescope_path.write_text(
+                json.dumps(gradescope_results(results[0]), indent=2) + "\n",
+                encoding="utf-8")
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def _grade_batch(console: Console, submissions: list[Path],
+                 students: dict[Path, str], assignment: Any,
+                 json_path: Path | None, csv_path: Path | None, full: bool,
+                 backend: str, engine: str, jobs: int | None, cell_timeout: float,
+                 case_timeout: float, gradebook_path: Path, fresh: bool,
+                 quiet: bool) -> list[Any]:
+    from grader.gradebook import Gradebook
+    from grader.pipeline import Grader, SubmissionResult
+    from grader.reporting import print_result, write_csv, write_json
 
     options = GradingOptions(
         mode="full" if full else "sliced",
@@ -132,7 +167,8 @@ def grade(
         for path, digest in digests.items():
             stored = book.lookup(digest) if digest else None
             if stored is not None:
-                known[path] = SubmissionResult.from_dict(stored, path)
+                known[path] = dataclasses.replace(
+                    SubmissionResult.from_dict(stored, path), student=students[path])
     for result in known.values():
         print_result(console, result, hints=not quiet)
     if known:
@@ -145,10 +181,11 @@ def grade(
 
     def keep(result: SubmissionResult) -> None:
         nonlocal printed
+        result = dataclasses.replace(result, student=students.get(result.path))
         digest = digests.get(result.path)
         # A crash of the grader is not a result: the next run tries again.
         if digest and result.error_kind != "grader_crashed":
-            book.record(digest, result.to_dict(), student=None)
+            book.record(digest, result.to_dict(), student=result.student)
         # Stored at once, printed in the order the submissions were given.
         arrived[result.path] = result
         while printed < len(pending) and pending[printed] in arrived:
@@ -167,7 +204,8 @@ def grade(
         fresh_results = grader.grade_many(
             pending, jobs=jobs or os.cpu_count() or 1, on_result=keep_and_count)
     book.close()
-    graded_now = dict(zip(pending, fresh_results))
+    graded_now = {path: arrived.get(path, result)
+                  for path, result in zip(pending, fresh_results)}
     results = [known.get(path) or graded_now[path] for path in submissions]
     if json_path:
         write_json(json_path, assignment, results)
@@ -181,6 +219,7 @@ def grade(
         f"marks, {len(results) - graded} could not be read.",
         soft_wrap=True,
     )
+    return results
 
 
 class _RateColumn(ProgressColumn):
@@ -241,6 +280,24 @@ def check_command(notebook: Path, json_path: Path | None,
     sys.exit(0 if passed else 1)
 
 
+@main.command("export-student")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--assignment", "assignment_dir",
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Assignment folder (default: the shipped one).")
+def export_student(folder: Path, assignment_dir: Path | None) -> None:
+    """Write the package students may have into FOLDER: public cases, their
+    expected results and the hint texts; no reference code, no hidden case."""
+    from grader.exporting import export_student_package
+
+    try:
+        assignment = load_assignment(assignment_dir)
+    except AssignmentError as exc:
+        raise click.UsageError(str(exc)) from None
+    for path in export_student_package(assignment, folder):
+        click.echo(f"wrote {path}")
+
+
 @main.command("forum")
 @click.argument("post", type=click.File("r", encoding="utf-8"))
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -254,7 +311,6 @@ def forum_command(post: Any, json_path: Path | None,
 
     Prints the repairs made to the pasted code, then a reply a mentor can post.
     """
-    import json as json_module
 
     from grader.forum import forum_notebook, reply_text
     from grader.pipeline import Grader, batch_report
@@ -283,29 +339,8 @@ def forum_command(post: Any, json_path: Path | None,
         report = batch_report(assignment, [result])
         report["repairs"] = forum.repairs
         report["function"] = forum.function
-        json_path.write_text(json_module.dumps(report, indent=2) + "\n",
+        json_path.write_text(json.dumps(report, indent=2) + "\n",
                              encoding="utf-8")
-
-
-def find_submissions(paths: tuple[Path, ...]) -> list[Path]:
-    """Notebook files named on the command line or found in folders."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir() and path.suffix != ".ipynb":
-            found.extend(
-                candidate
-                for candidate in sorted(path.rglob("*.ipynb"))
-                if not SKIPPED_FOLDERS & set(candidate.relative_to(path).parts)
-            )
-        elif path.exists() or path.is_symlink():
-            found.append(path)
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-    if not found:
-        raise UsageError(
-            "no notebooks (.ipynb) found in " + ", ".join(str(p) for p in paths)
-        )
-    return found
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ class SubmissionResult:
     protections: dict[str, Any] = field(default_factory=dict)
     #: Wall-clock seconds spent grading this submission.
     seconds: float | None = None
+    #: Who submitted it, from the batch's layout (see grader.collecting).
+    student: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         error = None
@@ -65,6 +67,7 @@ class SubmissionResult:
             error = {"kind": self.error_kind, "message": self.error_message}
         return {
             "path": display_path(self.path),
+            "student": self.student,
             "status": self.status,
             "error": error,
             "score": self.score,

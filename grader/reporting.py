@@ -65,7 +65,7 @@ def write_json(path: Path, assignment: Assignment, results: list[SubmissionResul
 
 def write_csv(path: Path, assignment: Assignment, results: list[SubmissionResult]) -> None:
     names = [f.name for f in assignment.functions]
-    header = (["path", "status", "error_kind", "score", "max_score"]
+    header = (["student", "path", "status", "error_kind", "score", "max_score"]
               + [f"{name}_score" for name in names]
               + [f"{name}_diagnoses" for name in names])
     rows: list[list[Any]] = []
@@ -74,8 +74,9 @@ def write_csv(path: Path, assignment: Assignment, results: list[SubmissionResult
                   for n in names]
         ids = [" ".join(d.id for d in result.functions[n].diagnoses)
                if n in result.functions else "" for n in names]
-        rows.append([display_path(result.path), result.status, result.error_kind or "",
-                     result.score, result.max_score, *scores, *ids])
+        rows.append([result.student or "", display_path(result.path), result.status,
+                     result.error_kind or "", result.score, result.max_score,
+                     *scores, *ids])
 
     folder = path.parent if str(path.parent) else Path(".")
     with tempfile.NamedTemporaryFile(

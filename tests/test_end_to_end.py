@@ -69,10 +69,11 @@ def test_json_contract(fork_report: dict) -> None:
 
 def test_csv_has_one_row_per_submission(fork_report: dict) -> None:
     lines = fork_report["_csv"].strip().splitlines()
-    assert lines[0].startswith("path,status,error_kind,score,max_score,"
+    assert lines[0].startswith("student,path,status,error_kind,score,max_score,"
                                "compute_class_freqs_score,get_weighted_loss_score")
     assert len(lines) == 1 + len(MANIFEST)
     row = next(line for line in lines if "three_headline_mistakes" in line)
+    assert row.startswith("three_headline_mistakes,")
     assert row.endswith(
         ",graded,,10.0,20.0,10.0,0.0,,"
         "loss.missing_epsilon loss.numpy_result loss.sum_instead_of_mean")

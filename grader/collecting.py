@@ -1,0 +1,128 @@
+"""Stage 0: find the submissions in what an instructor hands over, and whose
+they are.
+
+Layouts understood, in a folder or inside a zip of it:
+
+* nbgrader's `submitted/<student>/<assignment>/<notebook>.ipynb`;
+* one folder per student: `<student>/<notebook>.ipynb` (or deeper: the
+  folder two levels above the notebook is taken as the student);
+* an LMS bulk download, flat, whose names carry the student:
+  `lastname_firstname_12345_67890_<notebook>.ipynb`;
+* a flat folder of notebooks: the file name (without .ipynb) is the student.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from grader.errors import UsageError
+from grader.reading import MAX_BYTES
+
+SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", ".git"}
+LMS_NAME = re.compile(r"^(?P<student>[^\W\d_][\w-]*?_[^\W\d_][\w-]*?)_(?P<id>\d+)_\d+_.+$")
+#: Limits on what a zip may unpack to.
+ZIP_MEMBERS = 200_000
+ZIP_TOTAL_BYTES = 8 * 2**30
+
+
+@dataclass(frozen=True)
+class Submission:
+    path: Path
+    #: Who submitted it, from the layout (see the module's docstring).
+    student: str
+
+
+def collect(paths: tuple[Path, ...], unpack_to: Path) -> list[Submission]:
+    """Submissions named on the command line, in folders or in zips."""
+    found: list[Submission] = []
+    for path in paths:
+        if path.is_file() and path.suffix.lower() == ".zip":
+            folder = unpack_to / f"{len(found)}_{path.stem}"
+            _unpack(path, folder)
+            found.extend(_in_folder(folder))
+        elif path.is_dir() and path.suffix != ".ipynb":
+            found.extend(_in_folder(path))
+        elif path.exists() or path.is_symlink():
+            found.append(Submission(path, student_of(PurePosixPath(path.name))))
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    if not found:
+        raise UsageError(
+            "no notebooks (.ipynb) found in " + ", ".join(str(p) for p in paths))
+    return found
+
+
+def _in_folder(folder: Path) -> list[Submission]:
+    return [
+        Submission(candidate, student_of(PurePosixPath(
+            candidate.relative_to(folder).as_posix())))
+        for candidate in sorted(folder.rglob("*.ipynb"))
+        if not SKIPPED_FOLDERS & set(candidate.relative_to(folder).parts)
+    ]
+
+
+def student_of(relative: PurePosixPath) -> str:
+    """The student a notebook belongs to, from its path inside the batch."""
+    # Names may hold bytes that are not UTF-8: keep them printable.
+    relative = PurePosixPath(os.fsencode(str(relative)).decode("utf-8",
+                                                               "backslashreplace"))
+    parts = relative.parts
+    if "submitted" in parts[:-1]:
+        after = parts[parts.index("submitted") + 1:]
+        if len(after) >= 2:
+            return after[0]
+    if len(parts) >= 3:
+        return parts[-3]
+    if len(parts) == 2:
+        return parts[0]
+    stem = relative.name[: -len(".ipynb")] if relative.name.endswith(".ipynb") \
+        else relative.name
+    match = LMS_NAME.match(stem)
+    if match:
+        return f"{match.group('student')}_{match.group('id')}"
+    return stem
+
+
+def _unpack(archive: Path, folder: Path) -> None:
+    """Unpack the notebooks of a zip, refusing paths that leave the folder."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [m for m in bundle.infolist()
+                       if m.filename.lower().endswith(".ipynb") and not m.is_dir()]
+            if len(members) > ZIP_MEMBERS or \
+                    sum(m.file_size for m in members) > ZIP_TOTAL_BYTES:
+                raise UsageError(f"{archive}: too many or too large notebooks "
+                                 "inside; split the archive")
+            for member in members:
+                name = PurePosixPath(member.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    continue  # a path that would leave the folder is skipped
+                target = folder.joinpath(*name.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as source, target.open("wb") as sink:
+                    shutil.copyfileobj(_capped(source), sink)
+    except zipfile.BadZipFile:
+        raise UsageError(f"{archive}: not a readable zip file; check the "
+                         "download") from None
+
+
+class _capped:
+    """A reader that stops at MAX_BYTES + 1 bytes (the reading stage then
+    reports the file as too large) whatever the zip claims."""
+
+    def __init__(self, source: object) -> None:
+        self.source = source
+        self.left = MAX_BYTES + 1
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.source.read(size)  # type: ignore[attr-defined]
+        self.left -= len(data)
+        return data

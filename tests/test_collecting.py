@@ -1,0 +1,46 @@
+"""Layouts instructors receive: the student comes from the layout."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from grader.collecting import collect, student_of
+from grader.errors import UsageError
+
+
+@pytest.mark.parametrize("relative, student", [
+    ("submitted/ada_l/chest_xray/C1W2.ipynb", "ada_l"),
+    ("course/submitted/bo/chest_xray/C1W2.ipynb", "bo"),
+    ("carla/C1W2.ipynb", "carla"),
+    ("dmitri/week2/C1W2.ipynb", "dmitri"),
+    ("lovelace_ada_12345_67890_C1W2_assignment.ipynb", "lovelace_ada_12345"),
+    ("emil_notebook.ipynb", "emil_notebook"),
+])
+def test_student_from_layout(relative: str, student: str) -> None:
+    assert student_of(PurePosixPath(relative)) == student
+
+
+def test_a_zip_of_a_layout_is_unpacked_safely(tmp_path: Path) -> None:
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("submitted/fay/chest_xray/C1W2.ipynb", "{}")
+        bundle.writestr("submitted/gus/chest_xray/C1W2.ipynb", "{}")
+        bundle.writestr("../../escaped.ipynb", "{}")
+        bundle.writestr("notes.txt", "not a notebook")
+        bundle.writestr("__MACOSX/submitted/._x.ipynb", "junk")
+    unpack = tmp_path / "unpacked"
+    unpack.mkdir()
+    found = collect((archive,), unpack)
+    assert [s.student for s in found] == ["fay", "gus"]
+    assert not (tmp_path / "escaped.ipynb").exists()
+    assert all(unpack in s.path.parents for s in found)
+
+
+def test_a_broken_zip_is_a_usage_error(tmp_path: Path) -> None:
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(UsageError, match="not a readable zip"):
+        collect((archive,), tmp_path)
