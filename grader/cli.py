@@ -280,6 +280,26 @@ def check_command(notebook: Path, json_path: Path | None,
     sys.exit(0 if passed else 1)
 
 
+@main.command("report")
+@click.option("--gradebook", "gradebook_path", type=click.Path(path_type=Path,
+              dir_okay=False), default=Path("gradebook.sqlite"), show_default=True,
+              help="The gradebook to report on.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("class_report.html"), show_default=True,
+              help="Where to write the HTML page.")
+@click.option("--title", default="Class report", show_default=True)
+def report_command(gradebook_path: Path, output: Path, title: str) -> None:
+    """Write a self-contained HTML class report from the gradebook."""
+    from grader.classreport import load_results, render
+
+    if not gradebook_path.is_file():
+        raise click.UsageError(f"{gradebook_path}: no such gradebook; run "
+                               "`grader grade` first or pass --gradebook")
+    results = load_results(gradebook_path)
+    output.write_text(render(results, title), encoding="utf-8")
+    click.echo(f"wrote {output} ({len(results)} submissions)")
+
+
 @main.command("export-student")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--assignment", "assignment_dir",
