@@ -152,6 +152,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--baseline-notebooks", type=int, default=20,
                         help="notebooks for the slow engines and baselines")
+    parser.add_argument("--cluster", default=None, metavar="ADDRESS",
+                        help="also grade the whole batch on this Dask cluster "
+                             "(local:N starts a local one)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
@@ -168,6 +171,10 @@ def main() -> None:
         rows = []
         fork = run_grader(batch, args.jobs)
         rows.append(("grader, fork engine", fork["count"], fork["seconds"], fork))
+        if args.cluster:
+            on_cluster = run_grader(batch, args.jobs, "--cluster", args.cluster)
+            rows.append((f"grader on {args.cluster}", on_cluster["count"],
+                         on_cluster["seconds"], on_cluster))
         kernel = run_grader(subset, args.jobs, "--engine", "kernel")
         rows.append(("grader, kernel engine", kernel["count"], kernel["seconds"], kernel))
         full = run_grader(subset, args.jobs, "--full")

@@ -83,6 +83,9 @@ def main(verbose: int) -> None:
 @click.option("--gradescope", "gradescope_path",
               type=click.Path(path_type=Path, dir_okay=False),
               help="Write Gradescope's results.json (one submission only).")
+@click.option("--cluster", default=None, metavar="ADDRESS",
+              help="Grade on a Dask scheduler (tcp://host:8786), or on a local "
+                   "cluster of N workers (local:N). Needs grader[cluster].")
 @click.option("--gradebook", "gradebook_path", type=click.Path(path_type=Path,
               dir_okay=False), default=Path("gradebook.sqlite"), show_default=True,
               help="SQLite gradebook; each result is stored as it is known, and "
@@ -102,6 +105,7 @@ def grade(
     cell_timeout: float,
     case_timeout: float,
     gradescope_path: Path | None,
+    cluster: str | None,
     gradebook_path: Path,
     fresh: bool,
     quiet: bool,
@@ -128,7 +132,7 @@ def grade(
         results = _grade_batch(console, submissions, students, assignment,
                                json_path, csv_path, full, backend, engine, jobs,
                                cell_timeout, case_timeout, gradebook_path, fresh,
-                               quiet)
+                               quiet, cluster)
         if gradescope_path:
             from grader.exporting import gradescope_results
 
@@ -144,7 +148,7 @@ def _grade_batch(console: Console, submissions: list[Path],
                  json_path: Path | None, csv_path: Path | None, full: bool,
                  backend: str, engine: str, jobs: int | None, cell_timeout: float,
                  case_timeout: float, gradebook_path: Path, fresh: bool,
-                 quiet: bool) -> list[Any]:
+                 quiet: bool, cluster: str | None = None) -> list[Any]:
     from grader.gradebook import Gradebook
     from grader.pipeline import Grader, SubmissionResult
     from grader.reporting import print_result, write_csv, write_json
@@ -201,8 +205,14 @@ def _grade_batch(console: Console, submissions: list[Path],
             if bar is not None and task is not None:
                 bar.advance(task)
 
-        fresh_results = grader.grade_many(
-            pending, jobs=jobs or os.cpu_count() or 1, on_result=keep_and_count)
+        if cluster:
+            from grader.cluster import grade_on_cluster
+
+            fresh_results = grade_on_cluster(cluster, pending, assignment,
+                                             grader.options, keep_and_count)
+        else:
+            fresh_results = grader.grade_many(
+                pending, jobs=jobs or os.cpu_count() or 1, on_result=keep_and_count)
     book.close()
     graded_now = {path: arrived.get(path, result)
                   for path, result in zip(pending, fresh_results)}

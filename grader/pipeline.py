@@ -90,6 +90,8 @@ class SubmissionResult:
                        for name, f in raw.get("functions", {}).items()},
             error_kind=error.get("kind"),
             error_message=error.get("message"),
+            seconds=raw.get("seconds"),
+            protections=raw.get("protections") or {},
         )
 
 

@@ -1,0 +1,134 @@
+"""Grading on a Dask cluster (`--cluster tcp://host:8786` or `local:N`).
+
+Imported only when --cluster is given. Each worker grades with the same
+engine and sandbox as a local run. The assignment travels once per worker
+(scattered to all of them, rebuilt in a temporary folder, its grader kept
+for the worker's life); submissions travel as bytes, so workers need no
+shared file system; results come back as plain data and are written to the
+gradebook here as they arrive. Dask reruns the submissions of a lost worker
+elsewhere; one that keeps killing workers is marked failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from grader.assignment import Assignment, load_assignment
+from grader.errors import SubmissionError, UsageError
+from grader.options import GradingOptions
+from grader.pipeline import Grader, SubmissionResult
+from grader.reading import display_path, read_submission_bytes
+
+log = logging.getLogger(__name__)
+
+#: Graders built on this worker, by assignment digest and options.
+_WORKER_GRADERS: dict[tuple[str, GradingOptions], Grader] = {}
+
+
+def assignment_bundle(assignment: Assignment) -> dict[str, Any]:
+    files = {
+        path.relative_to(assignment.root).as_posix(): path.read_bytes()
+        for path in sorted(assignment.root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    return {"digest": assignment.digest, "name": assignment.root.name, "files": files}
+
+
+def _worker_grader(bundle: dict[str, Any], options: GradingOptions) -> Grader:
+    key = (bundle["digest"], options)
+    if key not in _WORKER_GRADERS:
+        folder = Path(tempfile.mkdtemp(prefix="grader-assignment-")) / bundle["name"]
+        for relative, data in bundle["files"].items():
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        _WORKER_GRADERS[key] = Grader(load_assignment(folder), options)
+    return _WORKER_GRADERS[key]
+
+
+def grade_remote(bundle: dict[str, Any], options: GradingOptions, name: str,
+                 data: bytes) -> dict[str, Any]:
+    """Runs on a worker: grade one submission given as bytes."""
+    grader = _worker_grader(bundle, options)
+    with tempfile.TemporaryDirectory(prefix="grader-remote-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        result = grader.grade(path).to_dict()
+    return result
+
+
+def grade_on_cluster(
+    address: str,
+    paths: list[Path],
+    assignment: Assignment,
+    options: GradingOptions,
+    on_result: Callable[[SubmissionResult], None],
+) -> list[SubmissionResult]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UsageError("--cluster needs Dask: pip install 'grader[cluster]'") from None
+
+    if not log.isEnabledFor(logging.INFO):
+        # Dask logs every scheduler event at INFO; keep the terminal for results.
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                     "distributed.core", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    cluster = None
+    if address.startswith("local:"):
+        workers = int(address.split(":", 1)[1] or 1)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(address, timeout=30)
+    max_score = sum(f.max_score for f in assignment.functions)
+    results: dict[Path, SubmissionResult] = {}
+    try:
+        [bundle] = client.scatter([assignment_bundle(assignment)], broadcast=True)
+        futures = {}
+        for index, path in enumerate(paths):
+            try:
+                data = read_submission_bytes(path)
+            except SubmissionError as exc:
+                result = SubmissionResult(path, "error", 0.0, max_score,
+                                          error_kind=exc.kind, error_message=exc.message)
+                results[path] = result
+                on_result(result)
+                continue
+            future = client.submit(grade_remote, bundle, options, path.name, data,
+                                   key=f"grade-{index}-{path.name}", pure=False)
+            futures[future] = path
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                raw = future.result()
+                result = SubmissionResult.from_dict(raw, path)
+                result = _with_local_path(result, path)
+            except Exception as exc:  # KilledWorker and friends
+                result = SubmissionResult(
+                    path, "error", 0.0, max_score, error_kind="grader_crashed",
+                    error_message=f"{display_path(path)}: grading on the cluster "
+                    f"failed ({type(exc).__name__}); it may kill its workers")
+            results[path] = result
+            on_result(result)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return [results[path] for path in paths]
+
+
+def _with_local_path(result: SubmissionResult, path: Path) -> SubmissionResult:
+    """Messages name the worker's temporary copy; name the real file."""
+    import dataclasses
+    import re
+
+    if result.error_message:
+        message = re.sub(r"^\S*grader-remote-[^/]+/[^:]*", display_path(path),
+                         result.error_message)
+        result = dataclasses.replace(result, error_message=message)
+    return result
