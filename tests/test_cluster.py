@@ -74,3 +74,22 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
         for name, verdict in expected["functions"].items():
             ids = [d.id for d in result.functions[name].diagnoses]
             assert ids == verdict["diagnoses"], (result.path.name, name)
+
+
+def test_without_the_flag_nothing_of_dask_is_imported(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from grader.cli import main\n"
+        "try:\n"
+        f"    main(['grade', {str(SAMPLES / 'wrong_axis.ipynb')!r}, '-q',"
+        f" '--gradebook', {str(tmp_path / 'gb')!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('DASK' if {'dask', 'distributed'} & set(sys.modules) else 'NO DASK')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip().endswith("NO DASK"), done.stdout + done.stderr
