@@ -244,12 +244,17 @@ def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple
     """
     package = Path(__file__).resolve().parent
     wanted = [assignment.root.resolve(), package] + [Path(p).resolve() for p in extra]
+    # Other installed copies of the grader (an editable install also leaves
+    # one in site-packages) carry the shipped reference too.
+    wanted += [Path(site_dir) / package.name for site_dir in site.getsitepackages()]
     if assignment.root.resolve().parent.name in ("reference", "_reference"):
         wanted.append(assignment.root.resolve().parent)
     needed = [Path(p).resolve() for p in
               (sys.prefix, sys.base_prefix, *site.getsitepackages(), tempfile.gettempdir())]
     kept = []
     for folder in dict.fromkeys(wanted):
+        if not folder.is_dir():
+            continue
         if any(folder == n or folder in n.parents for n in needed):
             log.debug("not hiding %s: Python itself lives there", folder)
             continue

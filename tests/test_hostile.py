@@ -222,3 +222,17 @@ def test_fifty_megabytes_of_image_outputs_are_read(tmp_path: Path) -> None:
     assert big.stat().st_size > 20 * 2**20
     from grader.reading import read_notebook
     assert len(read_notebook(big).code_cells) > 5
+
+
+@needs_namespaces
+def test_no_installed_copy_of_the_reference_is_reachable(grader: Grader) -> None:
+    code = (
+        "import glob, os, numpy, site\n"
+        "roots = site.getsitepackages() + [os.path.dirname(os.path.dirname("
+        "numpy.__file__))]\n"
+        "found = [p for r in roots for p in glob.glob(r + '/*/_reference/*/model.py')]\n"
+        "found += glob.glob('/work/*/reference/*/model.py')\n"
+        "assert found == [], found\n"
+    )
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
