@@ -150,7 +150,7 @@ def _grade_batch(console: Console, submissions: list[Path],
                  case_timeout: float, gradebook_path: Path, fresh: bool,
                  quiet: bool, cluster: str | None = None) -> list[Any]:
     from grader.gradebook import Gradebook
-    from grader.pipeline import Grader, SubmissionResult
+    from grader.pipeline import Grader, SubmissionResult, hidden_from_sandbox
     from grader.reporting import print_result, write_csv, write_json
 
     options = GradingOptions(
@@ -197,7 +197,7 @@ def _grade_batch(console: Console, submissions: list[Path],
             printed += 1
 
     log.info("grading %d submissions of %s", len(pending), assignment.name)
-    with Grader(assignment, options) as grader, _progress(console, len(pending)) as bar:
+    with _progress(console, len(pending)) as bar:
         task = bar.add_task("grading", total=len(pending)) if bar else None
 
         def keep_and_count(result: SubmissionResult) -> None:
@@ -208,11 +208,16 @@ def _grade_batch(console: Console, submissions: list[Path],
         if cluster:
             from grader.cluster import grade_on_cluster
 
+            # The workers build their own graders; none is needed here.
+            remote_options = dataclasses.replace(options, hidden_paths=(
+                hidden_from_sandbox(assignment, options.hidden_paths)))
             fresh_results = grade_on_cluster(cluster, pending, assignment,
-                                             grader.options, keep_and_count)
+                                             remote_options, keep_and_count)
         else:
-            fresh_results = grader.grade_many(
-                pending, jobs=jobs or os.cpu_count() or 1, on_result=keep_and_count)
+            with Grader(assignment, options) as grader:
+                fresh_results = grader.grade_many(
+                    pending, jobs=jobs or os.cpu_count() or 1,
+                    on_result=keep_and_count)
     book.close()
     graded_now = {path: arrived.get(path, result)
                   for path, result in zip(pending, fresh_results)}
