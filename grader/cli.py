@@ -45,6 +45,12 @@ from grader.reading import read_submission_bytes
 log = logging.getLogger("grader")
 
 
+#: The same option on every command that needs the assignment.
+assignment_option = click.option(
+    "--assignment", "assignment_dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Assignment folder (default: the shipped one).")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="grader")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
@@ -270,9 +276,7 @@ def submission_digest(path: Path) -> str | None:
 @click.argument("notebook", type=click.Path(path_type=Path))
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the result as JSON (same contract as grade).")
-@click.option("--assignment", "assignment_dir",
-              type=click.Path(path_type=Path, file_okay=False),
-              help="Assignment folder (default: the shipped one).")
+@assignment_option
 def check_command(notebook: Path, json_path: Path | None,
                   assignment_dir: Path | None) -> None:
     """Check your notebook on the public cases before you submit.
@@ -317,9 +321,7 @@ def report_command(gradebook_path: Path, output: Path, title: str) -> None:
 
 @main.command("export-student")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--assignment", "assignment_dir",
-              type=click.Path(path_type=Path, file_okay=False),
-              help="Assignment folder (default: the shipped one).")
+@assignment_option
 def export_student(folder: Path, assignment_dir: Path | None) -> None:
     """Write the package students may have into FOLDER: public cases, their
     expected results and the hint texts; no reference code, no hidden case."""
@@ -337,9 +339,7 @@ def export_student(folder: Path, assignment_dir: Path | None) -> None:
 @click.argument("post", type=click.File("r", encoding="utf-8"))
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the result as JSON (the grade contract plus repairs).")
-@click.option("--assignment", "assignment_dir",
-              type=click.Path(path_type=Path, file_okay=False),
-              help="Assignment folder (default: the shipped one).")
+@assignment_option
 def forum_command(post: Any, json_path: Path | None,
                   assignment_dir: Path | None) -> None:
     """Diagnose code pasted in a forum POST (a file, or - for stdin).
