@@ -54,8 +54,9 @@ def test_no_file_outside_the_sandbox_changes(grader: Grader, tmp_path: Path) -> 
     result = grade_cells(grader, "import numpy as np\n",
                          freqs_doing(f"open({str(target)!r}, 'w').write('x')"))
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
-    assert "Read-only file system" in result.functions["compute_class_freqs"] \
-        .diagnoses[0].message
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    # Read-only, or not even there when the project itself sits under /tmp.
+    assert "Read-only file system" in message or "No such file" in message
     assert not target.exists()
 
 

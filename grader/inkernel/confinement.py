@@ -58,15 +58,29 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int,
                       flags, encode(data)) == 0
 
 
-def confine(hidden: Iterable[str]) -> list[str]:
-    """Called in the first process of fresh mount and PID namespaces."""
+def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
+    """Called in the first process of fresh mount and PID namespaces.
+
+    `keep`: folders under /tmp that must stay visible, read-only, through the
+    fresh /tmp (a Python installed in a virtual environment there).
+    """
     done = []
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
     if _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY):
         done.append("read_only_root")
+    kept = [(folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
+            for folder in dict.fromkeys(keep)
+            if folder.startswith("/tmp/") and os.path.isdir(folder)]
     if _fresh_tmp():
         done.append("private_tmp")
+        for folder, handle in kept:
+            os.makedirs(folder, exist_ok=True)
+            # The folder reached through a handle opened before /tmp was covered.
+            if _mount(f"/proc/self/fd/{handle}", folder, None, MS_BIND | MS_REC):
+                _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for _folder, handle in kept:
+        os.close(handle)
     if _minimal_dev():
         done.append("minimal_dev")
     if _mount("tmpfs", "/sys", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k"):

@@ -40,6 +40,7 @@ def main() -> None:
     backend = sys.argv[1] if len(sys.argv) > 1 else "auto"
     config = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     hidden = [str(path) for path in config.get("hidden", [])]
+    keep = _python_folders()
     try:
         installed: dict[str, Any] = legacy_backend.install(backend)
     except ModuleNotFoundError as exc:
@@ -47,7 +48,7 @@ def main() -> None:
     namespaces = _namespaces_available()
     for line in sys.stdin:
         request = json.loads(line)
-        answer = _grade_in_child(request, namespaces, hidden)
+        answer = _grade_in_child(request, namespaces, hidden, keep)
         answer["id"] = request.get("id")
         answer["backend"] = installed
         sys.stdout.write(json.dumps(answer) + "\n")
@@ -65,8 +66,16 @@ def _namespaces_available() -> bool:
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def _python_folders() -> list[str]:
+    """Where this Python and its packages live: the sandbox must see them."""
+    import site
+
+    folders = [sys.prefix, sys.base_prefix, *site.getsitepackages(), *sys.path]
+    return [os.path.realpath(f) for f in folders if f and os.path.isdir(f)]
+
+
 def _grade_in_child(
-    request: dict[str, Any], namespaces: bool, hidden: list[str]
+    request: dict[str, Any], namespaces: bool, hidden: list[str], keep: list[str]
 ) -> dict[str, Any]:
     read_end, write_end = os.pipe()
     # The cases go to the child only once its snippets have run, so code that
@@ -82,7 +91,7 @@ def _grade_in_child(
         os.close(probes_write)
         os.setsid()
         if namespaces:
-            _enter_namespaces(request, write_end, hidden)
+            _enter_namespaces(request, write_end, hidden, keep)
         _child(request, write_end, workdir, [], confined=False)
     os.close(write_end)
     os.close(probes_read)
@@ -100,7 +109,9 @@ def _grade_in_child(
     }
 
 
-def _enter_namespaces(request: dict[str, Any], write_end: int, hidden: list[str]) -> None:
+def _enter_namespaces(
+    request: dict[str, Any], write_end: int, hidden: list[str], keep: list[str]
+) -> None:
     """Become the parent of a child that is the first process of new namespaces."""
     from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, confine, unshare
 
@@ -109,7 +120,7 @@ def _enter_namespaces(request: dict[str, Any], write_end: int, hidden: list[str]
     pid = os.fork()
     if pid == 0:
         try:
-            protections = confine(hidden)
+            protections = confine(hidden, keep)
             workdir = tempfile.mkdtemp(prefix="submission-", dir="/tmp")
         except OSError:
             os._exit(71)
