@@ -232,7 +232,8 @@ def test_no_installed_copy_of_the_reference_is_reachable(grader: Grader) -> None
         "roots = site.getsitepackages() + [os.path.dirname(os.path.dirname("
         "numpy.__file__))]\n"
         "found = [p for r in roots for p in glob.glob(r + '/*/_reference/*/model.py')]\n"
-        "found += glob.glob('/work/*/reference/*/model.py')\n"
+        "for home in ('/work', '/home', '/root', '/srv', '/opt'):\n"
+        "    found += glob.glob(home + '/**/reference/*/model.py', recursive=True)\n"
         "assert found == [], found\n"
     )
     result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))

@@ -58,29 +58,37 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int,
                       flags, encode(data)) == 0
 
 
+#: Folders where people and projects keep files: covered by an empty file
+#: system in the sandbox, except the folders of the running Python (`keep`).
+#: /tmp gets a fresh writable one.
+COVERED_ROOTS = ("/tmp", "/root", "/home", "/work", "/srv", "/mnt", "/media",
+                 "/opt", "/var")
+
+
 def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
     """Called in the first process of fresh mount and PID namespaces.
 
-    `keep`: folders under /tmp that must stay visible, read-only, through the
-    fresh /tmp (a Python installed in a virtual environment there).
+    `keep`: folders that must stay visible, read-only, through the covered
+    roots (the Python installation, its packages).
     """
     done = []
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
     if _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY):
         done.append("read_only_root")
+    # Handles opened now still reach the folders once their roots are covered.
     kept = [(folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
-            for folder in dict.fromkeys(keep)
-            if folder.startswith("/tmp/") and os.path.isdir(folder)]
-    if _fresh_tmp():
-        done.append("private_tmp")
-        for folder, handle in kept:
-            os.makedirs(folder, exist_ok=True)
-            # The folder reached through a handle opened before /tmp was covered.
-            if _mount(f"/proc/self/fd/{handle}", folder, None, MS_BIND | MS_REC):
-                _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            for folder in sorted(set(keep)) if os.path.isdir(folder)]
+    covered = []
+    for root in COVERED_ROOTS:
+        if os.path.isdir(root) and not os.path.islink(root) and _cover(root, kept):
+            covered.append(root)
     for _folder, handle in kept:
         os.close(handle)
+    if "/tmp" in covered:
+        done.append("private_tmp")
+    done.append(f"covered={len(covered)}")
+    os.makedirs("/tmp/.devices", exist_ok=True)
     if _minimal_dev():
         done.append("minimal_dev")
     if _mount("tmpfs", "/sys", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k"):
@@ -99,10 +107,20 @@ def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
     return done
 
 
-def _fresh_tmp() -> bool:
-    ok = _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777")
-    os.makedirs("/tmp/.devices", exist_ok=True)
-    return ok
+def _cover(root: str, kept: list[tuple[str, int]]) -> bool:
+    """An empty file system over `root`, with the kept folders bound back."""
+    writable = root == "/tmp"
+    options = "size=256m,mode=1777" if writable else "size=1m,mode=755"
+    if not _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, options):
+        return False
+    for folder, handle in kept:
+        if folder == root or folder.startswith(root + "/"):
+            os.makedirs(folder, exist_ok=True)
+            if _mount(f"/proc/self/fd/{handle}", folder, None, MS_BIND | MS_REC):
+                _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    if not writable:
+        _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return True
 
 
 def _minimal_dev() -> bool:
