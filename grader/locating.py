@@ -293,7 +293,18 @@ def _graded_definitions(
                     # Later definitions replace earlier ones, as when the
                     # notebook runs top to bottom.
                     found[node.name] = Definition(node.name, cell, node.lineno, source)
+            elif _defines_by_assignment(node):
+                target = node.targets[0].id  # type: ignore[attr-defined]
+                if target in names:
+                    found[target] = Definition(target, cell, node.lineno, source)
     return found
+
+
+def _defines_by_assignment(node: ast.stmt) -> bool:
+    """`f = lambda ...` or `f = other_function`: a definition by assignment."""
+    return (isinstance(node, ast.Assign) and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, (ast.Lambda, ast.Name, ast.Attribute)))
 
 
 def _syntax_errors_hiding(
@@ -377,7 +388,8 @@ def _binding_for_definition(
 ) -> _Binding:
     for binding in bindings:
         if (
-            binding.kind == "definition"
+            binding.kind in ("definition", "assignment")
+            and binding.name == definition.name
             and binding.cell == definition.cell
             and binding.node.lineno == definition.line
         ):
@@ -413,6 +425,8 @@ def _is_plain_value(node: ast.stmt) -> bool:
     value = getattr(node, "value", None)
     if value is None:
         return False
+    if isinstance(value, ast.Lambda):
+        return True  # defining a lambda runs none of its body
     unsafe = (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)
     return not any(isinstance(child, unsafe) for child in ast.walk(value))
 

@@ -153,3 +153,11 @@ def test_a_definition_that_raises_is_named_as_such(grader: Grader) -> None:
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.definition_failed"]
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "NameError: name 'AXIS' is not defined" in message
+
+
+def test_graded_functions_defined_by_assignment_are_graded(grader: Grader) -> None:
+    cells = ["import numpy as np\n",
+             "def _freqs(labels):\n    p = np.mean(labels, axis=0)\n    return p, 1 - p\n",
+             "compute_class_freqs = _freqs\n"]
+    result = grade_cells(grader, *cells)
+    assert diagnosis_ids(result, "compute_class_freqs") == []

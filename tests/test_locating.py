@@ -99,3 +99,17 @@ def test_full_mode_runs_each_statement_of_a_cell_on_its_own() -> None:
     statements = located.cells[0].statements()
     assert [(s.cell, s.line) for s in statements] == [(1, 1), (1, 2), (1, 4)]
     assert statements[2].source == "\n\n\nx = 1\n"
+
+
+def test_a_lambda_or_an_alias_is_a_definition() -> None:
+    located = locate(notebook_of(
+        "import numpy as np\n",
+        "def _freqs(labels):\n    p = np.mean(labels, axis=0)\n    return p, 1 - p\n",
+        "compute_class_freqs = _freqs\n",
+        "get_weighted_loss = lambda pw, nw, e=1e-7: (lambda y, p: 0)\n",
+    ), NAMES)
+    assert (located.definitions["compute_class_freqs"].cell,
+            located.definitions["get_weighted_loss"].cell) == (3, 4)
+    binds = [s.binds for s in located.snippets]
+    assert ("_freqs",) in binds and ("compute_class_freqs",) in binds
+    assert ("get_weighted_loss",) in binds
