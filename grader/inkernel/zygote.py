@@ -185,20 +185,42 @@ def _send(fd: int, data: bytes, deadline: float) -> None:
 
 def _reap(pid: int, deadline: float) -> str:
     """Wait for the child until the deadline, then kill its whole group."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            _kill_group(pid)
-            done, status = os.waitpid(pid, 0)
-            break
-        time.sleep(0.002)
+    status = _wait(pid, deadline)
+    if status is None:
+        _kill_group(pid)
+        _, status = os.waitpid(pid, 0)
     # Whatever the submission started in its session goes too.
     _kill_group(pid)
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _wait(pid: int, deadline: float) -> int | None:
+    """The child's wait status, or None if it still runs at the deadline.
+
+    Sleeps on a process file descriptor where Linux offers one, so that the
+    end of the child is seen at once; polls otherwise.
+    """
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        handle = None
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if handle is not None:
+                select.select([handle], [], [], remaining)
+            else:
+                time.sleep(min(0.002, remaining))
+    finally:
+        if handle is not None:
+            os.close(handle)
 
 
 def _kill_group(pid: int) -> None:
@@ -258,17 +280,12 @@ def _probe_alone(probe: dict[str, Any], namespace: dict[str, Any], report: Any) 
             code = 70
         finally:
             os._exit(code)
-    deadline = time.monotonic() + limit
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            report("probe_failed", {"function": probe["function"], "reason": "timeout"})
-            return
-        time.sleep(0.002)
+    status = _wait(pid, time.monotonic() + limit)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        report("probe_failed", {"function": probe["function"], "reason": "timeout"})
+        return
     if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
         how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exit status {os.WEXITSTATUS(status)}")
