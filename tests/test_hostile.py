@@ -238,3 +238,22 @@ def test_no_installed_copy_of_the_reference_is_reachable(grader: Grader) -> None
     )
     result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
     assert diagnosis_ids(result, "compute_class_freqs") == []
+
+
+@needs_namespaces
+def test_kernel_settings_cannot_be_changed(grader: Grader) -> None:
+    code = "open('/proc/sys/kernel/core_pattern', 'w').write('|/bin/true')\n"
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "Read-only file system" in message or "Permission denied" in message
+    with open("/proc/sys/kernel/core_pattern", encoding="utf-8") as pattern:
+        assert not pattern.read().startswith("|/bin/true")
+
+
+@needs_namespaces
+def test_the_project_history_is_out_of_reach(grader: Grader) -> None:
+    root = Path(__file__).resolve().parent.parent
+    code = f"assert not os.path.exists({str(root / '.git')!r})\n"
+    result = grade_cells(grader, "import numpy as np\nimport os\n", freqs_doing(code))
+    assert diagnosis_ids(result, "compute_class_freqs") == []

@@ -95,6 +95,8 @@ def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
         done.append("no_sys")
     if _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV):
         done.append("private_proc")
+    if _protect_kernel_settings():
+        done.append("read_only_proc_sys")
     hidden_count = 0
     for folder in hidden:
         if os.path.isdir(folder) and _mount(
@@ -186,6 +188,22 @@ def confine_kernel(hidden: Iterable[str], workdir: str) -> list[str]:
         and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
     )
     done.append(f"hidden_folders={hidden_count}")
+    if _protect_kernel_settings():
+        done.append("read_only_proc_sys")
     if _drop_capabilities():
         done.append("no_capabilities")
     return done
+
+
+def _protect_kernel_settings() -> bool:
+    """/proc/sys read-only and /proc/sysrq-trigger inert.
+
+    Root without capabilities may still write some kernel settings, and one
+    of them (kernel.core_pattern) makes the kernel run a program as full root
+    outside every namespace.
+    """
+    ok = _mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC) and _mount(
+        None, "/proc/sys", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    if os.path.exists("/proc/sysrq-trigger"):
+        ok = _mount("/dev/null", "/proc/sysrq-trigger", None, MS_BIND) and ok
+    return ok

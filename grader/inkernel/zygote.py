@@ -70,7 +70,10 @@ def _python_folders() -> list[str]:
     """Where this Python and its packages live: the sandbox must see them."""
     import site
 
-    folders = [sys.prefix, sys.base_prefix, *site.getsitepackages(), *sys.path]
+    # Not every sys.path entry: an editable install puts the project's own
+    # folder there, with its reference and history.
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = [sys.prefix, sys.base_prefix, *site.getsitepackages(), package]
     return [os.path.realpath(f) for f in folders if f and os.path.isdir(f)]
 
 
@@ -159,7 +162,7 @@ def _collect(
         for line in lines:
             try:
                 report = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 status = "malformed"
                 break
             reports.append(report)
