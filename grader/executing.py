@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -151,7 +151,7 @@ def _run_cells(
 ) -> str | None:
     # Unix sockets instead of TCP: they keep working inside the kernel's
     # empty network namespace.
-    manager = KernelManager(kernel_name="python3", transport="ipc",
+    manager = AsyncKernelManager(kernel_name="python3", transport="ipc",
                             ip=os.path.join(workdir, "kernel"))
     client = NotebookClient(
         notebook,

@@ -257,3 +257,12 @@ def test_the_project_history_is_out_of_reach(grader: Grader) -> None:
     code = f"assert not os.path.exists({str(root / '.git')!r})\n"
     result = grade_cells(grader, "import numpy as np\nimport os\n", freqs_doing(code))
     assert diagnosis_ids(result, "compute_class_freqs") == []
+
+
+def test_a_kernel_that_exits_during_probing_fails_fast(assignment: Assignment) -> None:
+    started = time.monotonic()
+    with Grader(assignment, GradingOptions(engine="kernel", case_timeout=1.0)) as grader:
+        result = grade_cells(grader, "import numpy as np\nimport os\n",
+                             freqs_doing("os._exit(0)"))
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
+    assert time.monotonic() - started < 60
