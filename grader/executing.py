@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing.util
 import os
 import resource
 import secrets
@@ -396,6 +397,9 @@ class ForkEngine:
             text=True,
         )
         self._owner = os.getpid()
+        # Worker processes of a pool end without running atexit hooks; this
+        # finaliser runs there too, so no zygote or folder is left behind.
+        multiprocessing.util.Finalize(self, self.close, exitpriority=10)
         log.debug("sandbox started in %.2fs", time.monotonic() - started)
         return self._process
 
