@@ -25,7 +25,6 @@ from grader.comparing import (
     describe,
     expected_from,
     first_difference,
-    format_number,
     matches,
     result_leaves,
 )
@@ -605,5 +604,4 @@ def failed_import_names(statuses: Iterable[Any], located: LocatedCode) -> dict[s
 
 
 __all__ = ["Diagnosis", "DiagnosisTable", "diagnose", "failed_import_names",
-           "failed_snippets",
-           "format_number"]
+           "failed_snippets"]

@@ -115,7 +115,10 @@ def execute_in_kernel(
         cells.append(_snippets_cell(token, list(located.snippets)))
     first_probe = len(cells)
     for request in requests:
-        cells.append(_probe_cell(token, request))
+        cell = _probe_cell(token, request)
+        cell.metadata["grader_timeout"] = (
+            options.case_timeout * max(len(request["cases"]), 1) + 10)
+        cells.append(cell)
 
     notebook = nbformat.v4.new_notebook(cells=cells)
     with tempfile.TemporaryDirectory(prefix="grader-submission-") as workdir:
@@ -174,7 +177,7 @@ def _run_cells(
                 if index == 1 and options.mode != "full":
                     client.timeout = int(options.setup_timeout)
                 elif index >= first_probe:
-                    client.timeout = int(_probe_timeout(cell, options))
+                    client.timeout = int(cell.metadata["grader_timeout"])
                 else:
                     client.timeout = int(options.cell_timeout)
                 # nbclient interrupts a cell past its time and waits again; a
@@ -220,11 +223,6 @@ def _kernel_limits(options: GradingOptions, workdir: str) -> Any:
         confine_kernel(hidden, workdir)
 
     return apply
-
-
-def _probe_timeout(cell: Any, options: GradingOptions) -> float:
-    cases = cell.source.count('"calls"')
-    return options.case_timeout * max(cases, 1) + 10
 
 
 def kernel_environment(workdir: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from grader.assignment import Assignment
 from grader.options import GradingOptions
 from grader.pipeline import Grader
-from tests.harness import diagnosis_ids, grade_cells, marked_line
+from tests.harness import grade_cells, marked_line
 
 IMPORTS = "import numpy as np\nfrom keras import backend as K\nimport tensorflow as tf\n"
 
