@@ -36,35 +36,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-__all__ = [
-    "Tensor",
-    "TensorShape",
-    "abs",
-    "cast",
-    "cast_to_floatx",
-    "clip",
-    "constant",
-    "epsilon",
-    "eval",
-    "exp",
-    "fill_gaps",
-    "floatx",
-    "get_value",
-    "install",
-    "is_tensor",
-    "log",
-    "max",
-    "maximum",
-    "mean",
-    "min",
-    "minimum",
-    "ones_like",
-    "pow",
-    "sqrt",
-    "square",
-    "sum",
-    "zeros_like",
-]
 
 TensorLike: TypeAlias = (
     "Tensor | np.ndarray | np.generic | bool | int | float | complex | Sequence[Any]"
@@ -1066,6 +1037,9 @@ _KERAS_BACKEND_NAMES = (
     "sum",
     "zeros_like",
 )
+
+
+__all__ = ['Tensor', 'TensorShape', 'fill_gaps', 'install', *_KERAS_BACKEND_NAMES]
 
 
 def _keras_backend_attrs() -> dict[str, Any]:
