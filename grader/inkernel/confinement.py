@@ -58,11 +58,23 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int,
                       flags, encode(data)) == 0
 
 
-#: Folders where people and projects keep files: covered by an empty file
-#: system in the sandbox, except the folders of the running Python (`keep`).
-#: /tmp gets a fresh writable one.
-COVERED_ROOTS = ("/tmp", "/root", "/home", "/work", "/srv", "/mnt", "/media",
-                 "/opt", "/var")
+#: Top-level folders that hold the operating system: the only ones left in
+#: view. Every other one (/home, /root, /work, /tmp, a CI's checkout under
+#: some folder of its own, ...) is covered by an empty file system, except
+#: the folders of the running Python (`keep`); /tmp gets a fresh writable one.
+SYSTEM_FOLDERS = frozenset({"usr", "bin", "sbin", "lib", "lib32", "lib64",
+                            "libx32", "etc", "proc", "sys", "dev"})
+#: Files of the operating system that say too much about the machine.
+SECRET_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
+SECRET_FOLDERS = ("/etc/ssh", "/etc/ssl/private")
+
+
+def roots_to_cover() -> list[str]:
+    """Every top-level folder but the system's, /tmp first."""
+    names = sorted(entry.name for entry in os.scandir("/")
+                   if entry.is_dir(follow_symlinks=False)
+                   and entry.name not in SYSTEM_FOLDERS)
+    return sorted((f"/{name}" for name in names), key=lambda root: root != "/tmp")
 
 
 def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
@@ -79,10 +91,7 @@ def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
     # Handles opened now still reach the folders once their roots are covered.
     kept = [(folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
             for folder in sorted(set(keep)) if os.path.isdir(folder)]
-    covered = []
-    for root in COVERED_ROOTS:
-        if os.path.isdir(root) and not os.path.islink(root) and _cover(root, kept):
-            covered.append(root)
+    covered = [root for root in roots_to_cover() if _cover(root, kept)]
     for _folder, handle in kept:
         os.close(handle)
     if "/tmp" in covered:
@@ -97,6 +106,8 @@ def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
         done.append("private_proc")
     if _protect_kernel_settings():
         done.append("read_only_proc_sys")
+    if _hide_secrets():
+        done.append("no_secrets")
     hidden_count = 0
     for folder in hidden:
         if os.path.isdir(folder) and _mount(
@@ -123,6 +134,18 @@ def _cover(root: str, kept: list[tuple[str, int]]) -> bool:
     if not writable:
         _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     return True
+
+
+def _hide_secrets() -> bool:
+    ok = True
+    for path in SECRET_FILES:
+        if os.path.isfile(path):
+            ok = _mount("/dev/null", path, None, MS_BIND) and ok
+    for path in SECRET_FOLDERS:
+        if os.path.isdir(path):
+            ok = _mount("tmpfs", path, "tmpfs",
+                        MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k") and ok
+    return ok
 
 
 def _minimal_dev() -> bool:
