@@ -354,7 +354,7 @@ def _needed_snippets(
         if id(binding.node) in chosen:
             continue
         chosen[id(binding.node)] = (binding, binding.kind)
-        for name in sorted(_names_read(binding.node) - seen_names):
+        for name in sorted(_names_read(binding) - seen_names):
             seen_names.add(name)
             source = latest.get(name)
             if source is None:
@@ -397,12 +397,13 @@ def _binding_for_definition(
     raise LookupError(definition.name)  # _graded_definitions guarantees it
 
 
-def _names_read(node: ast.stmt) -> set[str]:
+def _names_read(binding: _Binding) -> set[str]:
     """Global names a top-level statement reads, nested scopes included."""
+    node = binding.node
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return set()
     try:
-        table = symtable.symtable(ast.unparse(node), "<snippet>", "exec")
+        table = symtable.symtable(_statement_text(binding), "<snippet>", "exec")
     except (SyntaxError, RecursionError, ValueError):
         return set()
     names: set[str] = set()
@@ -418,6 +419,22 @@ def _names_read(node: ast.stmt) -> set[str]:
                 names.add(symbol.get_name())
         stack.extend(scope.get_children())
     return names
+
+
+def _statement_text(binding: _Binding) -> str:
+    """The statement as written when it has its lines to itself (cheaper
+    than `ast.unparse`, which the other cases fall back to)."""
+    node = binding.node
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    lines = binding.cell_source.splitlines()
+    last = node.end_lineno or node.lineno
+    if node.col_offset == 0 and last <= len(lines):
+        # Offsets count UTF-8 bytes, not characters.
+        rest = lines[last - 1].encode()[node.end_col_offset or 0:].decode(
+            errors="replace").strip()
+        if not rest or rest.startswith("#"):
+            return "\n".join(lines[first - 1 : last]) + "\n"
+    return ast.unparse(node)
 
 
 def _is_plain_value(node: ast.stmt) -> bool:
