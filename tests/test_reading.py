@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader import reading
 from grader.errors import SubmissionError
 from grader.reading import read_notebook
 
@@ -148,3 +149,53 @@ def test_old_v3_files_missing_outputs_and_metadata(tmp_path: Path) -> None:
     path = tmp_path / "old.ipynb"
     path.write_text(json.dumps(content), encoding="utf-8")
     assert [c.source for c in read_notebook(path).code_cells] == ["x = 1", "y = 2"]
+
+
+def _large_notebook(tmp_path: Path) -> tuple[Path, list[str]]:
+    """Over LARGE_BYTES, with outputs that would trip a careless skipper."""
+    sources = [
+        'x = {"outputs": [1, 2]}  # a key named like the outputs, in code',
+        'print("a quote \\" and a bracket ] and a backslash \\\\")',
+        "def f():\n    return 1",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    tricky = [
+        nbformat.v4.new_output("stream", text='] } [ { "outputs": [ \\ "\n'),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" + "A" * 300_000}),
+        nbformat.v4.new_output("error", ename="E", evalue='"', traceback=["\\", "]"]),
+    ]
+    for cell in nb.cells:
+        cell.outputs = tricky
+    nb.metadata["outputs"] = [["not", "a", "cell's"]]
+    path = tmp_path / "large.ipynb"
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return path, sources
+
+
+def test_a_large_notebook_is_read_without_its_outputs_and_the_same(
+    tmp_path: Path
+) -> None:
+    path, sources = _large_notebook(tmp_path)
+    raw = path.read_bytes()
+    assert len(raw) > reading.LARGE_BYTES
+    skipped = reading._parse_without_outputs(raw)
+    assert skipped is not None
+    assert [cell["outputs"] for cell in skipped["cells"]] == [[], [], []]
+    assert skipped["metadata"]["outputs"] == []
+    full = json.loads(raw)
+    for cell in full["cells"]:
+        cell["outputs"] = []
+    full["metadata"]["outputs"] = []
+    assert skipped == full
+    assert [c.source for c in read_notebook(path).code_cells] == sources
+
+
+def test_a_large_truncated_notebook_still_gets_its_error(tmp_path: Path) -> None:
+    path, _ = _large_notebook(tmp_path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    assert reading._parse_without_outputs(path.read_bytes()) is None
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(path)
+    assert caught.value.kind == "invalid_json"
+    assert "looks truncated" in caught.value.message
