@@ -6,7 +6,7 @@ tenth of them carrying megabytes of image outputs), then measures:
 * grader, fork engine (the default), with -j JOBS;
 * grader, kernel engine, and --full, on a subset;
 * the raw floor: a warmed process forking one child per notebook that only
-  runs the two graded functions on the public cases;
+  runs the two graded functions on the cases the grader runs;
 * the baseline: a bare nbclient run of each notebook (subset), and
   `nbgrader autograde` when nbgrader is installed (not measured otherwise).
 
@@ -78,22 +78,33 @@ sys.path.insert(0, sys.argv[1])
 from grader_inkernel import legacy_backend
 legacy_backend.install("standin")
 from keras import backend as K
-sources = json.loads(sys.stdin.read())
-y_true = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [1, 0, 1]])
-labels = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1], [1, 0, 1]])
+
+def decode(value):
+    if isinstance(value, dict) and "array" in value:
+        return np.array(value["array"], dtype=value.get("dtype"))
+    return value
+
+work = json.loads(sys.stdin.read())
+cases = {name: [[[decode(v) for v in args] for args in case["calls"]]
+                for case in request["cases"]]
+         for name, request in work["requests"].items()}
 started = time.monotonic()
-for source in sources:
+for source in work["sources"]:
     pid = os.fork()
     if pid == 0:
         namespace = {"np": np, "K": K}
         try:
             exec(source, namespace)
-            namespace["compute_class_freqs"](labels)
-            loss = namespace["get_weighted_loss"](np.array([.25, .25, .5]),
-                                                  np.array([.75, .75, .5]), 1)
-            loss(y_true, np.full((4, 3), 0.7))
         except BaseException:
-            pass
+            os._exit(0)
+        for name, calls_of_cases in cases.items():
+            for calls in calls_of_cases:
+                try:
+                    target = namespace[name]
+                    for args in calls:
+                        target = target(*args)
+                except BaseException:
+                    pass
         os._exit(0)
     os.waitpid(pid, 0)
 print(time.monotonic() - started)
@@ -102,23 +113,30 @@ print(time.monotonic() - started)
 
 def raw_floor(paths: list[Path]) -> float:
     """Seconds for a warmed process to fork once per notebook and run the two
-    functions; the sources are extracted beforehand, outside the timing."""
+    functions on every case the grader runs (public and hidden), nothing
+    else: no reading, sandbox, observing or judging. The sources are
+    extracted beforehand, outside the timing."""
     sys.path.insert(0, str(ROOT))
+    from grader.assignment import load_assignment
     from grader.executing import KernelPackage
     from grader.locating import locate
+    from grader.probing import probe_request
     from grader.reading import read_notebook
 
+    assignment = load_assignment()
+    names = [function.name for function in assignment.functions]
+    requests = {name: probe_request(name, assignment.cases_for(name), 5.0)
+                for name in names}
     sources = []
     for path in paths:
-        located = locate(read_notebook(path), ["compute_class_freqs",
-                                               "get_weighted_loss"])
+        located = locate(read_notebook(path), names)
         sources.append("\n".join(s.source for s in located.snippets
                                  if s.kind != "import"))
     package = KernelPackage()
     try:
         done = subprocess.run([sys.executable, "-c", FLOOR_CHILD, package.path],
-                              input=json.dumps(sources), capture_output=True,
-                              text=True, check=True)
+                              input=json.dumps({"sources": sources, "requests": requests}),
+                              capture_output=True, text=True, check=True)
     finally:
         package.close()
     return float(done.stdout.strip().splitlines()[-1])
