@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from grader import mistake_outputs
 from grader.assignment import Assignment, Case, Mistake
 from grader.comparing import (
     Difference,
@@ -89,6 +90,9 @@ class DiagnosisTable:
         self.reference: dict[str, dict[str, Expected]] = {}
         self.candidates: dict[str, list[list[Candidate]]] = {}
         model = assignment.load_model()
+        stored_in = mistake_outputs.cache_file(assignment.digest, public_only)
+        stored = mistake_outputs.load(
+            stored_in, {m.id: m for m in assignment.catalogue})
         for graded in assignment.functions:
             cases = assignment.cases_for(graded.name, public_only)
             # Public cases first: their inputs may be quoted in hints.
@@ -100,11 +104,17 @@ class DiagnosisTable:
                 case.id: expected_from(lambda c=case: compute({}, *inputs[c.id]))
                 for case in cases
             }
-            self.candidates[graded.name] = _candidates(
-                assignment.mistakes_for(graded.name), cases, inputs, compute
-            )
+            if stored is not None and graded.name in stored:
+                self.candidates[graded.name] = [
+                    [Candidate(*entry) for entry in level]
+                    for level in stored[graded.name]]
+            else:
+                self.candidates[graded.name] = _candidates(
+                    assignment.mistakes_for(graded.name), cases, inputs, compute)
             count = sum(len(level) for level in self.candidates[graded.name])
             log.debug("%s: %d mistake sets prepared", graded.name, count)
+        if stored is None:
+            mistake_outputs.store(stored_in, self.candidates)
 
 
 def decode_calls(calls: Iterable[Iterable[Any]]) -> tuple[tuple[Any, ...], ...]:

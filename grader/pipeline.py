@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from grader import __version__
+from grader import __version__, mistake_outputs
 from grader.assignment import Assignment
 from grader.diagnosing import (
     DiagnosisTable,
@@ -249,6 +249,14 @@ def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple
     wanted += [Path(site_dir) / package.name for site_dir in site.getsitepackages()]
     if assignment.root.resolve().parent.name in ("reference", "_reference"):
         wanted.append(assignment.root.resolve().parent)
+    kept_outputs = mistake_outputs.cache_folder()
+    if kept_outputs is not None:
+        # Created now, so that it is there to be hidden.
+        try:
+            kept_outputs.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # then nothing is kept there either
+        wanted.append(kept_outputs.resolve())
     needed = [Path(p).resolve() for p in
               (sys.prefix, sys.base_prefix, *site.getsitepackages(), tempfile.gettempdir())]
     kept = []
