@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import functools
 import logging
 import re
 import symtable
@@ -139,7 +140,7 @@ def locate(notebook: Notebook, function_names: Iterable[str]) -> LocatedCode:
             continue
         runnable.append(RunnableCell(cell.number, source))
         try:
-            parsed.append((cell.number, source, ast.parse(source)))
+            parsed.append((cell.number, source, parse_cell(source)))
         except SyntaxError as exc:
             broken.append((cell.number, source, exc))
         except (RecursionError, MemoryError, ValueError) as exc:
@@ -173,6 +174,19 @@ def locate(notebook: Notebook, function_names: Iterable[str]) -> LocatedCode:
     )
 
 
+#: Distinct cell sources remembered per process. A batch's notebooks share
+#: most cells (the course's own), which are then parsed once per batch.
+PARSED_CELLS_KEPT = 256
+
+
+@functools.lru_cache(maxsize=PARSED_CELLS_KEPT)
+def parse_cell(source: str) -> ast.Module:
+    """The cell's syntax tree, shared by every notebook with this cell:
+    nothing may change it."""
+    return ast.parse(source)
+
+
+@functools.lru_cache(maxsize=PARSED_CELLS_KEPT)
 def python_source(cell_source: str) -> str | None:
     """The cell as Python with the same line numbers, or None if not Python.
 
@@ -340,7 +354,8 @@ def _needed_snippets(
     latest: dict[str, _Binding] = {}
     for binding in bindings:
         latest[binding.name] = binding
-    chosen: dict[int, tuple[_Binding, str]] = {}
+    # Keyed by cell too: two cells with the same source share one tree.
+    chosen: dict[tuple[int, int], tuple[_Binding, str]] = {}
     globals_not_run: dict[str, GlobalSetting] = {}
     unresolved = False
 
@@ -351,9 +366,9 @@ def _needed_snippets(
     seen_names: set[str] = set()
     while pending:
         binding = pending.pop()
-        if id(binding.node) in chosen:
+        if (binding.cell, id(binding.node)) in chosen:
             continue
-        chosen[id(binding.node)] = (binding, binding.kind)
+        chosen[binding.cell, id(binding.node)] = (binding, binding.kind)
         for name in sorted(_names_read(binding) - seen_names):
             seen_names.add(name)
             source = latest.get(name)
@@ -372,7 +387,7 @@ def _needed_snippets(
         # A name nobody binds may come from `from module import *`.
         for binding in bindings:
             if binding.kind == "star_import":
-                chosen[id(binding.node)] = (binding, "import")
+                chosen[binding.cell, id(binding.node)] = (binding, "import")
 
     snippets = [
         _snippet(binding, kind)

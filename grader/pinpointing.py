@@ -12,7 +12,7 @@ import ast
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from grader.locating import Definition
+from grader.locating import Definition, parse_cell
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class FunctionTree:
 
 def function_tree(definition: Definition) -> FunctionTree | None:
     try:
-        module = ast.parse(definition.cell_source)
+        module = parse_cell(definition.cell_source)
     except SyntaxError:
         return None
     for node in module.body:
