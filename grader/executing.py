@@ -18,11 +18,10 @@ import json
 import logging
 import multiprocessing.util
 import os
-import resource
 import secrets
 import select
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,8 @@ import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from traitlets import List, Unicode
 
-from grader.inkernel.confinement import confine_kernel
 from grader.locating import LocatedCode, Snippet
 from grader.options import GradingOptions
 from grader.probing import FunctionRun, read_probe_report
@@ -52,6 +51,8 @@ KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 KEPT_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_")
 #: Address space a kernel needs for itself (Python, numpy, ZeroMQ threads).
 KERNEL_BASE_MEMORY = 3 * 2**30
+#: Bytes of the launcher's confinement report read; it is a short list.
+CONFINEMENT_REPORT_CAP = 4096
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,18 @@ def execute_in_kernel(
         cells.append(cell)
 
     notebook = nbformat.v4.new_notebook(cells=cells)
-    with tempfile.TemporaryDirectory(prefix="grader-submission-") as workdir:
-        failure = _run_cells(notebook, first_probe, options, workdir)
-    return _read_reports(notebook, token, requests, first_probe, failure)
+    with tempfile.TemporaryDirectory(prefix="grader-submission-") as folder:
+        # The kernel sees `work` only (its connection file, its sockets);
+        # the launcher's report beside it is out of its reach.
+        workdir = os.path.join(os.path.realpath(folder), "work")
+        os.mkdir(workdir, 0o700)
+        report = os.path.join(os.path.realpath(folder), "confinement.json")
+        launcher = _launcher_command(options, workdir, report)
+        failure = _run_cells(notebook, first_probe, options, workdir, launcher,
+                             package)
+        protections = {"engine": "kernel", "confinement": _confinement(report)}
+    return _read_reports(notebook, token, requests, first_probe, failure,
+                         protections)
 
 
 def _setup_cell(token: str, options: GradingOptions, package: KernelPackage) -> Any:
@@ -150,13 +160,29 @@ def _probe_cell(token: str, request: dict[str, Any]) -> Any:
     return nbformat.v4.new_code_cell(f"__grader_runtime__.probe({payload!r})")
 
 
+class ConfinedKernelManager(AsyncKernelManager):
+    """A kernel manager that starts its kernel through `launcher`."""
+
+    launcher = List(Unicode())
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None
+                          ) -> list[str]:
+        return [*self.launcher, *super().format_kernel_cmd(extra_arguments)]
+
+
 def _run_cells(
-    notebook: Any, first_probe: int, options: GradingOptions, workdir: str
+    notebook: Any, first_probe: int, options: GradingOptions, workdir: str,
+    launcher: list[str], package: KernelPackage,
 ) -> str | None:
     # Unix sockets instead of TCP: they keep working inside the kernel's
-    # empty network namespace.
-    manager = AsyncKernelManager(kernel_name="python3", transport="ipc",
-                            ip=os.path.join(workdir, "kernel"))
+    # empty network namespace. The connection file, with the key that signs
+    # messages, stays in the working folder, which no other kernel sees.
+    manager = ConfinedKernelManager(
+        kernel_name="python3", transport="ipc", ip=os.path.join(workdir, "kernel"),
+        connection_file=os.path.join(workdir, "connection.json"),
+        launcher=launcher)
+    environment = kernel_environment(workdir)
+    environment["PYTHONPATH"] = package.path  # for the launcher only
     client = NotebookClient(
         notebook,
         km=manager,
@@ -168,10 +194,9 @@ def _run_cells(
     try:
         with client.setup_kernel(
             cwd=workdir,
-            env=kernel_environment(workdir),
+            env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_kernel_limits(options, workdir),
         ):
             for index, cell in enumerate(notebook.cells):
                 if index == 1 and options.mode != "full":
@@ -211,18 +236,29 @@ def _kill_kernel(manager: Any, cell: Any) -> None:
             process.kill()
 
 
-def _kernel_limits(options: GradingOptions, workdir: str) -> Any:
-    hidden = list(options.hidden_paths)
+def _launcher_command(options: GradingOptions, workdir: str, report: str
+                      ) -> list[str]:
+    """What starts the kernel in its sandbox (`inkernel.kernel_launcher`)."""
     memory = options.memory_limit_mb * 2**20 + KERNEL_BASE_MEMORY
-    limit_memory = options.backend != "tensorflow"  # TensorFlow maps many GB
+    if options.backend == "tensorflow":
+        memory = 0  # TensorFlow maps many gigabytes it never uses
+    config = json.dumps({"workdir": workdir, "report": report,
+                         "hidden": list(options.hidden_paths),
+                         "memory_bytes": memory})
+    return [sys.executable, "-m", f"{KERNEL_PACKAGE}.kernel_launcher", config, "--"]
 
-    def apply() -> None:
-        if limit_memory:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        confine_kernel(hidden, workdir)
 
-    return apply
+def _confinement(report: str) -> list[str]:
+    """The protections the launcher says it put in place; none if it said
+    nothing readable (it could not start, or confine nothing)."""
+    try:
+        with open(report, encoding="utf-8") as said:
+            body = json.loads(said.read(CONFINEMENT_REPORT_CAP))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(body, list):
+        return []
+    return [str(item)[:40] for item in body[:20]]
 
 
 def kernel_environment(workdir: str) -> dict[str, str]:
@@ -248,6 +284,7 @@ def _read_reports(
     requests: list[dict[str, Any]],
     first_probe: int,
     failure: str | None,
+    protections: dict[str, Any],
 ) -> Execution:
     backend: dict[str, Any] = {}
     statuses: list[SnippetStatus] = []
@@ -271,7 +308,7 @@ def _read_reports(
         else:
             reason = failure or "the kernel gave no answer for this function"
             runs[name] = FunctionRun(name, "crashed", reason=reason)
-    return Execution(runs, tuple(statuses), backend, failure)
+    return Execution(runs, tuple(statuses), backend, failure, protections)
 
 
 def _reports(cell: Any, token: str) -> list[tuple[str, Any]]:

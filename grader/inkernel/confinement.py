@@ -120,8 +120,12 @@ def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
     return done
 
 
-def _cover(root: str, kept: list[tuple[str, int]]) -> bool:
-    """An empty file system over `root`, with the kept folders bound back."""
+def _cover(root: str, kept: list[tuple[str, int]], writable_folder: str = ""
+           ) -> bool:
+    """An empty file system over `root`, with the kept folders bound back.
+
+    Kept folders come back read-only, except `writable_folder`.
+    """
     writable = root == "/tmp"
     options = "size=256m,mode=1777" if writable else "size=1m,mode=755"
     if not _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, options):
@@ -129,7 +133,8 @@ def _cover(root: str, kept: list[tuple[str, int]]) -> bool:
     for folder, handle in kept:
         if folder == root or folder.startswith(root + "/"):
             os.makedirs(folder, exist_ok=True)
-            if _mount(f"/proc/self/fd/{handle}", folder, None, MS_BIND | MS_REC):
+            if _mount(f"/proc/self/fd/{handle}", folder, None, MS_BIND | MS_REC) \
+                    and folder != writable_folder:
                 _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     if not writable:
         _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -186,12 +191,14 @@ def _drop_capabilities() -> bool:
     return libc.capset(ctypes.byref(header), data) == 0
 
 
-def confine_kernel(hidden: Iterable[str], workdir: str) -> list[str]:
-    """The part of `confine` a Jupyter kernel can take (called before exec).
+def confine_kernel(hidden: Iterable[str], workdir: str, keep: Iterable[str] = (),
+                   own_pids: bool = False) -> list[str]:
+    """`confine` for a Jupyter kernel, called before its command runs.
 
-    The kernel talks to the grader through Unix sockets in its working
-    folder under /tmp, so /tmp stays shared and there is no PID namespace:
-    weaker than the fork engine's confinement, and reported as such.
+    The kernel's working folder holds its connection file and the Unix
+    sockets it serves: it is the one kept folder bound back writable.
+    `own_pids`: the caller is the first process of a fresh PID namespace,
+    whose own /proc replaces the machine's.
     """
     done = []
     if not unshare(CLONE_NEWNS | CLONE_NEWNET):
@@ -199,22 +206,49 @@ def confine_kernel(hidden: Iterable[str], workdir: str) -> list[str]:
     done.append("no_network")
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
-    # The working folder becomes a mount of its own, so it stays writable
-    # when the root is made read-only.
-    if _mount(workdir, workdir, None, MS_BIND) and _mount(
-        None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY
-    ):
+    # A mount of its own made while the root is writable: bound back into
+    # the covered /tmp, it stays writable.
+    workdir_mounted = _mount(workdir, workdir, None, MS_BIND | MS_REC)
+    if workdir_mounted and _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY):
         done.append("read_only_root")
+    if workdir_mounted:
+        done += _cover_kernel_roots(workdir, keep)
+        # The current folder still points into the read-only root.
+        os.chdir(workdir)
+    if _mount("tmpfs", "/sys", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k"):
+        done.append("no_sys")
+    if own_pids and _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV):
+        done.append("private_proc")
+    if _protect_kernel_settings():
+        done.append("read_only_proc_sys")
+    if _hide_secrets():
+        done.append("no_secrets")
     hidden_count = sum(
         1 for folder in hidden
         if os.path.isdir(folder)
         and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
     )
     done.append(f"hidden_folders={hidden_count}")
-    if _protect_kernel_settings():
-        done.append("read_only_proc_sys")
     if _drop_capabilities():
         done.append("no_capabilities")
+    return done
+
+
+def _cover_kernel_roots(workdir: str, keep: Iterable[str]) -> list[str]:
+    """Every top-level folder but the system's covered, the Python
+    installation and the working folder bound back; a minimal /dev."""
+    # Handles opened now still reach the folders once their roots are covered.
+    kept = [(folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
+            for folder in sorted(set(keep) | {workdir}) if os.path.isdir(folder)]
+    covered = [root for root in roots_to_cover() if _cover(root, kept, workdir)]
+    for _folder, handle in kept:
+        os.close(handle)
+    if "/tmp" not in covered:
+        return [f"covered={len(covered)}"]  # the devices are staged in /tmp
+    done = ["private_tmp", f"covered={len(covered)}"]
+    os.makedirs("/tmp/.devices", exist_ok=True)
+    if _minimal_dev():
+        done.append("minimal_dev")
     return done
 
 
