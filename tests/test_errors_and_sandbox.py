@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from jupyter_core.paths import jupyter_runtime_dir
 
 from grader.assignment import Assignment
+from grader.executing import KernelPackage, _launcher_command
 from grader.options import GradingOptions
 from grader.pipeline import Grader
 from tests.harness import diagnosis_ids, grade_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFINED = os.geteuid() == 0 and os.uname().sysname == "Linux"
+needs_namespaces = pytest.mark.skipif(
+    not CONFINED, reason="namespaces need root on Linux; the weaker mode applies")
 
 GOOD_FREQS = '''
 def compute_class_freqs(labels):
@@ -161,3 +177,190 @@ def test_graded_functions_defined_by_assignment_are_graded(grader: Grader) -> No
              "compute_class_freqs = _freqs\n"]
     result = grade_cells(grader, *cells)
     assert diagnosis_ids(result, "compute_class_freqs") == []
+
+
+# The kernel engine (--engine kernel, --full): a Jupyter kernel per
+# submission, started by `inkernel.kernel_launcher` in a sandbox of its own.
+
+@pytest.fixture(scope="module")
+def kernel_grader(assignment: Assignment) -> Iterator[Grader]:
+    with Grader(assignment, GradingOptions(engine="kernel", case_timeout=1.0)) as grader:
+        yield grader
+
+
+def freqs_checking(check: str) -> str:
+    return freqs_body(check + "\np = np.mean(labels, axis=0)\nreturn p, 1 - p")
+
+
+@needs_namespaces
+def test_a_kernel_sees_neither_the_grader_nor_other_processes(
+    kernel_grader: Grader,
+) -> None:
+    grader_pid = os.getpid()
+    marker = "grader-kernel-sleeper-4343"
+    check = (
+        "import os, subprocess\n"
+        f"subprocess.Popen(['sh', '-c', 'exec -a {marker} sleep 300'],"
+        " start_new_session=True)\n"
+        "pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]\n"
+        f"assert {grader_pid} not in pids and len(pids) < 6, pids\n"
+        "assert os.getppid() == 1, os.getppid()\n"
+        "try:\n"
+        f"    os.kill({grader_pid}, 0)\n"
+        "    raise AssertionError('the grader can be signalled')\n"
+        "except ProcessLookupError:\n"
+        "    pass\n"
+    )
+    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(check))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    # What the kernel started ends with its PID namespace.
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True,
+                               text=True, check=False)
+    assert survivors.stdout.strip() == ""
+
+
+def connection_files() -> set[Path]:
+    """Jupyter connection files (they hold a kernel's signing key) where
+    jupyter_client writes them unless told otherwise."""
+    found = set()
+    for folder in (Path(tempfile.gettempdir()), Path(jupyter_runtime_dir())):
+        for path in folder.glob("*.json"):
+            try:
+                if '"signature_scheme"' in path.read_text(errors="replace")[:4096]:
+                    found.add(path)
+            except OSError:
+                continue
+    return found
+
+
+@needs_namespaces
+def test_a_kernel_reads_neither_the_project_nor_other_kernels_keys(
+    kernel_grader: Grader, tmp_path: Path,
+) -> None:
+    decoy = tmp_path / "kernel-of-a-classmate.json"
+    decoy.write_text('{"key": "secret", "signature_scheme": "hmac-sha256"}')
+    check = (
+        "import os\n"
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        f"assert not os.path.exists({str(ROOT / '.git')!r})\n"
+        f"assert not os.path.exists({str(ROOT / 'reference')!r})\n"
+        f"assert not os.path.exists({str(decoy)!r})\n"
+        "assert [n for n in os.listdir('/tmp') if n.endswith('.json')] == []\n"
+        "own = IPKernelApp.instance().abs_connection_file\n"
+        "assert os.path.dirname(own) == os.getcwd(), own\n"
+        "open('written.txt', 'w').write('the working folder is writable')\n"
+    )
+    before = connection_files()
+    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(check))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert connection_files() - before == set()
+
+
+def test_the_kernel_engine_reports_the_protections_it_applied(
+    kernel_grader: Grader,
+) -> None:
+    check = ("import os\n"
+             "assert sorted(os.listdir('/dev')) == "
+             "['null', 'random', 'shm', 'urandom', 'zero']\n") if CONFINED else ""
+    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(check))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert result.protections["engine"] == "kernel"
+    confinement = result.protections["confinement"]
+    assert "private_workdir" in confinement and "memory_limit" in confinement
+    if CONFINED:
+        for protection in ("pid_namespace", "private_proc", "no_network",
+                           "read_only_root", "private_tmp", "minimal_dev",
+                           "read_only_proc_sys", "no_capabilities"):
+            assert protection in confinement
+
+
+def test_an_interrupted_kernel_goes_on_with_the_next_cell(
+    assignment: Assignment,
+) -> None:
+    # The interrupt must travel launcher -> warden -> kernel: were it lost,
+    # the watchdog would kill the kernel and the function would crash.
+    options = GradingOptions(engine="kernel", mode="full", cell_timeout=2,
+                             case_timeout=1.0)
+    started = time.monotonic()
+    with Grader(assignment, options) as grader:
+        result = grade_cells(grader, "import numpy as np\nimport time\n",
+                             "while True:\n    time.sleep(0.01)\n", GOOD_FREQS)
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert time.monotonic() - started < 2 * 2 + 10
+
+
+@pytest.fixture(scope="module")
+def package() -> Iterator[KernelPackage]:
+    package = KernelPackage()
+    yield package
+    package.close()
+
+
+def launch(package: KernelPackage, tmp_path: Path, command: list[str],
+           **popen: object) -> tuple[subprocess.Popen[str], Path]:
+    """The kernel launcher run on `command` as the kernel engine runs it."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    report = tmp_path / "confinement.json"
+    launcher = _launcher_command(GradingOptions(), str(workdir), str(report))
+    process = subprocess.Popen(
+        launcher + command, cwd=workdir, text=True, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": package.path}, start_new_session=True,
+        **popen)  # type: ignore[call-overload]
+    return process, report
+
+
+WAIT_FOR_INTERRUPT = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGINT, lambda *_: sys.exit(5))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@needs_namespaces
+def test_the_launcher_passes_interrupts_on_and_ends_with_the_kernel(
+    package: KernelPackage, tmp_path: Path,
+) -> None:
+    process, report = launch(package, tmp_path,
+                             [sys.executable, "-c", WAIT_FOR_INTERRUPT])
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    os.killpg(process.pid, signal.SIGINT)  # as jupyter_client interrupts
+    assert process.wait(timeout=10) == 5
+    assert "pid_namespace" in json.loads(report.read_text())
+
+
+@needs_namespaces
+def test_killing_the_launcher_ends_everything_in_its_namespace(
+    package: KernelPackage, tmp_path: Path,
+) -> None:
+    marker = "grader-launcher-sleeper-4545"
+    process, _ = launch(package, tmp_path, [
+        "/bin/sh", "-c", f"echo ready; exec -a {marker} sleep 300"])
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    os.killpg(process.pid, signal.SIGKILL)  # as the grader's watchdog does
+    process.wait(timeout=10)
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True,
+                               text=True, check=False)
+    assert survivors.stdout.strip() == ""
+
+
+def _without_namespaces() -> None:
+    # CAP_SYS_ADMIN out of the bounding set: root, but no namespaces.
+    ctypes.CDLL(None).prctl(24, 21, 0, 0, 0)  # PR_CAPBSET_DROP, CAP_SYS_ADMIN
+
+
+def test_without_namespaces_the_kernel_starts_and_says_so(
+    package: KernelPackage, tmp_path: Path,
+) -> None:
+    process, report = launch(
+        package, tmp_path, [sys.executable, "-c", "import os; print(os.getpid() > 2)"],
+        preexec_fn=_without_namespaces if CONFINED else None)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert output.strip() == "True"
+    assert json.loads(report.read_text()) == ["private_workdir", "memory_limit"]
