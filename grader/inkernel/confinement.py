@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 from typing import Iterable
 
 CLONE_NEWNS = 0x00020000
@@ -30,6 +31,8 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
+MNT_DETACH = 2
 PR_CAPBSET_DROP = 24
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 DEVICES = ("null", "zero", "random", "urandom")
@@ -77,11 +80,14 @@ def roots_to_cover() -> list[str]:
     return sorted((f"/{name}" for name in names), key=lambda root: root != "/tmp")
 
 
-def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
+def confine(hidden: Iterable[str], keep: Iterable[str] = (),
+            drop: bool = True) -> list[str]:
     """Called in the first process of fresh mount and PID namespaces.
 
     `keep`: folders that must stay visible, read-only, through the covered
-    roots (the Python installation, its packages).
+    roots (the Python installation, its packages). `drop`: whether this
+    process gives up its capabilities too (a `Sandbox` keeps them to renew
+    /tmp; its children drop them).
     """
     done = []
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
@@ -115,9 +121,67 @@ def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
         ):
             hidden_count += 1
     done.append(f"hidden_folders={hidden_count}")
-    if _drop_capabilities():
+    if drop and drop_capabilities():
         done.append("no_capabilities")
     return done
+
+
+class Sandbox:
+    """The namespaces' file systems, set up once by their first process,
+    which then forks one child per submission.
+
+    Each submission gets a fresh /tmp and /dev/shm, drops every capability
+    itself (`drop_capabilities`), and whatever it leaves running is ended
+    before the next one starts. This process keeps its capabilities, so its
+    children, which have none, may not trace it; and as the first process
+    of the PID namespace it gets from them only the signals it handles:
+    none, once it ignores SIGINT.
+    """
+
+    def __init__(self, hidden: Iterable[str], keep: Iterable[str]) -> None:
+        # Kept folders under /tmp are bound back into each fresh /tmp from
+        # handles opened while the machine's /tmp is still in view.
+        self._kept_in_tmp = [
+            (folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
+            for folder in sorted(set(keep))
+            if folder.startswith("/tmp/") and os.path.isdir(folder)
+        ]
+        self._done = confine(hidden, keep, drop=False)
+        self._scratch_renewed = True
+        #: Protections set up outside this class (control groups).
+        self.limits: list[str] = []
+        _c().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def renew_scratch(self) -> None:
+        """Fresh, empty /tmp and /dev/shm: nothing passes between submissions."""
+        renewed = _unmount("/tmp") and _cover("/tmp", self._kept_in_tmp)
+        renewed = _unmount("/dev/shm") and _mount(
+            "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
+            "size=64m,mode=1777") and renewed
+        self._scratch_renewed = bool(renewed)
+
+    def end_leftovers(self) -> None:
+        """End every other process of the namespace, and reap them."""
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+
+    def protections(self) -> list[str]:
+        done = list(self._done) + ["no_capabilities"]
+        if self._scratch_renewed:
+            done.append("fresh_tmp_per_submission")
+        return done
+
+
+def _unmount(target: str) -> bool:
+    return _c().umount2(target.encode(), MNT_DETACH) == 0
 
 
 def _cover(root: str, kept: list[tuple[str, int]], writable_folder: str = ""
@@ -181,7 +245,7 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def _drop_capabilities() -> bool:
+def drop_capabilities() -> bool:
     libc = _c()
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for capability in range(64):
@@ -229,7 +293,7 @@ def confine_kernel(hidden: Iterable[str], workdir: str, keep: Iterable[str] = ()
         and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
     )
     done.append(f"hidden_folders={hidden_count}")
-    if _drop_capabilities():
+    if drop_capabilities():
         done.append("no_capabilities")
     return done
 

@@ -40,30 +40,19 @@ def main() -> None:
     backend = sys.argv[1] if len(sys.argv) > 1 else "auto"
     config = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     hidden = [str(path) for path in config.get("hidden", [])]
-    keep = _python_folders()
     try:
         installed: dict[str, Any] = legacy_backend.install(backend)
     except ModuleNotFoundError as exc:
         installed = {"error": str(exc)}
-    namespaces = _namespaces_available()
+    sandbox = _enter_sandbox(hidden, _python_folders(),
+                             int(config.get("memory_bytes", 0)))
     for line in sys.stdin:
         request = json.loads(line)
-        answer = _grade_in_child(request, namespaces, hidden, keep)
+        answer = _grade_in_child(request, sandbox)
         answer["id"] = request.get("id")
         answer["backend"] = installed
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
-
-
-def _namespaces_available() -> bool:
-    """Whether children can get namespaces: tried once in a throwaway child."""
-    from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, unshare
-
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) else 1)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _python_folders() -> list[str]:
@@ -77,78 +66,166 @@ def _python_folders() -> list[str]:
     return [os.path.realpath(f) for f in folders if f and os.path.isdir(f)]
 
 
-def _grade_in_child(
-    request: dict[str, Any], namespaces: bool, hidden: list[str], keep: list[str]
-) -> dict[str, Any]:
+def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any:
+    """Go on serving as the first process of new namespaces, set up once.
+
+    Setting up namespaces and mounts costs several milliseconds of kernel
+    time; done once per worker instead of once per submission, a
+    submission costs one fork. This process stays outside, waits for the
+    one that serves, removes its control groups and leaves with its status.
+    Returns the confined sandbox in the process that serves, or None where
+    namespaces are not allowed (submissions then run with the weaker
+    fallback isolation).
+    """
+    from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, Sandbox, unshare
+    from .limits import SandboxGroups
+
+    if not unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID):
+        return None
+    groups = SandboxGroups(memory_bytes)
+    groups.keep_reach()
+    pid = os.fork()
+    if pid == 0:
+        groups.let_go()
+        groups.join()
+        # When the group runs out of memory, the submission goes, not this.
+        _set_oom_score(-1000)
+        try:
+            sandbox = Sandbox(hidden, keep)
+        except OSError:
+            os._exit(71)
+        sandbox.limits = groups.protections
+        return sandbox
+    _, status = os.waitpid(pid, 0)
+    groups.remove()
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def _set_oom_score(score: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as adjust:
+            adjust.write(str(score))
+    except OSError:
+        pass
+
+
+def _grade_in_child(request: dict[str, Any], sandbox: Any) -> dict[str, Any]:
+    """Run the submission and probe every function in one child.
+
+    Probing in the same process is the fast path. A function whose probing
+    ends the child (it exits, crashes or hangs past the deadline) is failed
+    alone: the functions after it are probed again in a fresh child.
+    """
+    started = time.monotonic()
+    waiting = request.pop("probes")
+    reports: list[Any] = []
+    while True:
+        run_reports, status, exit_text = _run_child(request, waiting, sandbox)
+        if reports:  # a second run: its snippets were reported already
+            run_reports = [r for r in run_reports if _kind(r) != "snippets"]
+        reports += run_reports
+        done = {_function(r) for r in run_reports if _kind(r) == "probe"}
+        begun = [_function(r) for r in run_reports if _kind(r) == "probing"]
+        unfinished = [p for p in waiting if p["function"] not in done]
+        if not unfinished or status not in ("finished", "timeout") or not begun \
+                or begun[-1] in done:
+            break
+        culprit = begun[-1]
+        reason = "timeout" if status == "timeout" else exit_text
+        reports.append({"kind": "probe_failed",
+                        "body": {"function": culprit, "reason": reason}})
+        waiting = [p for p in unfinished if p["function"] != culprit]
+        if not waiting:
+            status = "finished"
+            break
+    if sandbox is not None:
+        protections = sandbox.protections() + sandbox.limits
+    else:
+        protections = ["private_workdir", "sockets_blocked"]
+    return {
+        "status": status,
+        "exit": exit_text,
+        "reports": reports,
+        "protections": protections + ["resource_limits"],
+        "seconds": round(time.monotonic() - started, 4),
+    }
+
+
+def _kind(report: Any) -> Any:
+    return report.get("kind") if isinstance(report, dict) else None
+
+
+def _function(report: Any) -> Any:
+    body = report.get("body")
+    return body.get("function") if isinstance(body, dict) else body
+
+
+def _run_child(
+    request: dict[str, Any], probes: list[Any], sandbox: Any
+) -> tuple[list[Any], str, str]:
+    if sandbox is not None:
+        sandbox.renew_scratch()
     read_end, write_end = os.pipe()
     # The cases go to the child only once its snippets have run, so code that
     # runs at import or definition time never sees the hidden inputs.
     probes_read, probes_write = os.pipe()
-    probes = json.dumps(request.pop("probes")).encode() + b"\n"
     request["probes_fd"] = probes_read
-    workdir = tempfile.mkdtemp(prefix="grader-submission-")
+    workdir = tempfile.mkdtemp(prefix="submission-")
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         os.close(read_end)
         os.close(probes_write)
         os.setsid()
-        if namespaces:
-            _enter_namespaces(request, write_end, hidden, keep)
-        _child(request, write_end, workdir, [], confined=False)
+        _child(request, write_end, workdir, sandbox)
     os.close(write_end)
     os.close(probes_read)
 
     deadline = started + float(request.get("timeout", 60))
-    reports, status = _collect(read_end, deadline, probes_write, probes)
+    reports, status = _collect(pid, read_end, started, deadline, probes_write, probes)
     os.close(read_end)
-    exit_text = _reap(pid, deadline)
+    # Past a function's own limit the child is ended at once.
+    exit_text = _reap(pid, time.monotonic() if status == "timeout" else deadline)
+    if sandbox is not None:
+        sandbox.end_leftovers()
     shutil.rmtree(workdir, ignore_errors=True)
-    return {
-        "status": status,
-        "exit": exit_text,
-        "reports": reports,
-        "seconds": round(time.monotonic() - started, 4),
-    }
-
-
-def _enter_namespaces(
-    request: dict[str, Any], write_end: int, hidden: list[str], keep: list[str]
-) -> None:
-    """Become the parent of a child that is the first process of new namespaces."""
-    from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, confine, unshare
-
-    if not unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID):
-        return  # fall back to the weaker isolation in this process
-    pid = os.fork()
-    if pid == 0:
-        try:
-            protections = confine(hidden, keep)
-            workdir = tempfile.mkdtemp(prefix="submission-", dir="/tmp")
-        except OSError:
-            os._exit(71)
-        _child(request, write_end, workdir, protections, confined=True)
-    os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+    return reports, status, exit_text
 
 
 def _collect(
-    read_end: int, deadline: float, probes_write: int, probes: bytes
+    pid: int, read_end: int, started: float, deadline: float,
+    probes_write: int, probes: list[Any],
 ) -> tuple[list[Any], str]:
-    """Read the child's report lines; hand over the cases after its snippets."""
+    """Read the child's report lines; hand over the cases after its snippets.
+
+    Reading stops at the deadline (the submission's, or the function's
+    being probed), or once the child has ended and what it wrote is read:
+    processes it started may hold the pipe open.
+    """
+    limits = {p["function"]: float(p.get("case_timeout", 5)) * max(len(p["cases"]), 1) + 2
+              for p in probes}
+    submission_deadline = deadline
     buffer = b""
     size = 0
     status = "finished"
     reports: list[Any] = []
-    pending_probes: bytes | None = probes
+    pending_probes: bytes | None = json.dumps(probes).encode() + b"\n"
+    watch = _end_watch(pid)
+    child_ended = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             status = "timeout"
             break
-        ready, _, _ = select.select([read_end], [], [], remaining)
+        ready, _, _ = select.select([read_end] + watch, [], [],
+                                    0 if child_ended else remaining)
+        if watch and watch[0] in ready:
+            os.close(watch.pop())
+            child_ended = True
+            continue  # read on until the pipe holds nothing more
         if not ready:
+            if child_ended:
+                break
             continue
         chunk = os.read(read_end, 65536)
         if not chunk:
@@ -165,15 +242,33 @@ def _collect(
             except (ValueError, RecursionError):
                 status = "malformed"
                 break
+            if isinstance(report, dict):
+                # When each report came, for profiling the engine.
+                report["at_ms"] = round(1000 * (time.monotonic() - started), 2)
             reports.append(report)
-            if pending_probes is not None and isinstance(report, dict) \
-                    and report.get("kind") == "snippets":
+            kind = _kind(report)
+            if pending_probes is not None and kind == "snippets":
                 _send(probes_write, pending_probes, deadline)
                 pending_probes = None
+            elif kind == "probing" and report.get("body") in limits:
+                deadline = min(submission_deadline,
+                               time.monotonic() + limits[report["body"]])
+            elif kind == "probe":
+                deadline = submission_deadline
         if status == "malformed":
             break
+    for handle in watch:
+        os.close(handle)
     os.close(probes_write)
     return reports, status
+
+
+def _end_watch(pid: int) -> list[int]:
+    """A handle that becomes readable when `pid` ends, where Linux has one."""
+    try:
+        return [os.pidfd_open(pid)]
+    except (AttributeError, OSError):
+        return []
 
 
 def _send(fd: int, data: bytes, deadline: float) -> None:
@@ -234,15 +329,12 @@ def _kill_group(pid: int) -> None:
 
 
 def _child(
-    request: dict[str, Any],
-    write_end: int,
-    workdir: str,
-    protections: list[str],
-    confined: bool,
+    request: dict[str, Any], write_end: int, workdir: str, sandbox: Any
 ) -> None:
     code = 0
     try:
-        _isolate(request, workdir, confined)
+        _close_other_files(write_end, request["probes_fd"])
+        _isolate(request, workdir, confined=sandbox is not None)
         from . import runtime
 
         def report(kind: str, body: Any) -> None:
@@ -252,51 +344,36 @@ def _child(
                 written = os.write(write_end, data)
                 data = data[written:]
 
-        if not confined:
-            protections = ["private_workdir", "sockets_blocked"]
-        report("confinement", protections + ["resource_limits"])
         namespace: dict[str, Any] = {"__name__": "__main__",
                                      "__builtins__": __builtins__}
         report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
         with os.fdopen(request["probes_fd"], "rb") as handed_over:
             probes = json.loads(handed_over.readline() or b"[]")
         for probe in probes:
-            _probe_alone(probe, namespace, report)
-    except BaseException:  # nothing may escape a forked child
+            report("probing", probe["function"])
+            report("probe", runtime.probe_namespace(probe, namespace))
+    except BaseException:  # noqa: BLE001  (nothing may escape a forked child)
         code = 70
     finally:
         os._exit(code)
 
 
-def _probe_alone(probe: dict[str, Any], namespace: dict[str, Any], report: Any) -> None:
-    """Probe one function in a child of its own, so that a function that
-    exits, crashes or hangs costs only its own verdict."""
-    from . import runtime
-
-    limit = float(probe.get("case_timeout", 5)) * max(len(probe["cases"]), 1) + 2
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            report("probe", runtime.probe_namespace(probe, namespace))
-        except BaseException:
-            code = 70
-        finally:
-            os._exit(code)
-    status = _wait(pid, time.monotonic() + limit)
-    if status is None:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        report("probe_failed", {"function": probe["function"], "reason": "timeout"})
-        return
-    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
-        how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit status {os.WEXITSTATUS(status)}")
-        report("probe_failed", {"function": probe["function"], "reason": how})
+def _close_other_files(*kept: int) -> None:
+    """The submission gets no handle of the serving process but its pipes
+    (a handle on a folder opened before the mounts would reach past them)."""
+    low = 3
+    for fd in sorted(kept):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
 def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
     os.chdir(workdir)
+    # The serving process ignores SIGINT and the out-of-memory killer;
+    # the student's code gets Python's usual handler and no such favour.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _set_oom_score(0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -312,7 +389,11 @@ def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
     if file_size:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if not confined:
+    if confined:
+        from .confinement import drop_capabilities
+
+        drop_capabilities()
+    else:
         _block_sockets()
 
 
