@@ -96,11 +96,20 @@ def test_a_fork_bomb_is_ended_with_the_submission(grader: Grader) -> None:
         "        time.sleep(300)\n"
         "        os._exit(0)\n"
     )
-    started = time.monotonic()
     result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
-    assert diagnosis_ids(result, "compute_class_freqs") == []
-    if CONFINED:
-        assert time.monotonic() - started < 20
+    if not CONFINED:
+        assert diagnosis_ids(result, "compute_class_freqs") == []
+        return
+    # The sandbox's control group allows 64 processes in all.
+    assert "process_limit=64" in result.protections["confinement"]
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "BlockingIOError" in message
+    # The sleepers were ended with it: the next submission may fork again.
+    forking = ("import os\nfor _ in range(40):\n    pid = os.fork()\n"
+               "    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n")
+    after = grade_cells(grader, "import numpy as np\n", freqs_doing(forking))
+    assert diagnosis_ids(after, "compute_class_freqs") == []
 
 
 def test_killing_its_parent_does_not_hurt_the_batch(grader: Grader) -> None:
@@ -266,3 +275,78 @@ def test_a_kernel_that_exits_during_probing_fails_fast(assignment: Assignment) -
                              freqs_doing("os._exit(0)"))
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
     assert time.monotonic() - started < 60
+
+
+@needs_namespaces
+def test_nothing_passes_from_one_submission_to_the_next(grader: Grader) -> None:
+    # One sandbox serves many submissions: files in /tmp and /dev/shm and
+    # processes left running must not reach the next one.
+    leaving = (
+        "import os, time\n"
+        "open('/tmp/left_behind', 'w').write('x')\n"
+        "open('/dev/shm/left_behind', 'w').write('x')\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(300)\n"
+    )
+    grade_cells(grader, "import numpy as np\n", freqs_doing(leaving))
+    checking = (
+        "import os\n"
+        "assert not os.path.exists('/tmp/left_behind')\n"
+        "assert not os.path.exists('/dev/shm/left_behind')\n"
+        "others = [p for p in os.listdir('/proc') if p.isdigit()\n"
+        "          and int(p) not in (1, os.getpid())]\n"
+        "assert others == [], others\n"
+    )
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(checking))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+
+
+@needs_namespaces
+def test_the_sandbox_outlives_signals_from_a_submission(grader: Grader) -> None:
+    attack = (
+        "import os, signal\n"
+        "for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):\n"
+        "    os.kill(1, sig)\n"
+        "    os.kill(os.getppid(), sig)\n"
+    )
+    grade_cells(grader, "import numpy as np\n", freqs_doing("pass"))
+    sandbox = grader.fork_engine._process
+    first = grade_cells(grader, "import numpy as np\n", freqs_doing(attack))
+    assert "fresh_tmp_per_submission" in first.protections["confinement"]
+    second = grade_cells(grader, "import numpy as np\n", freqs_doing("pass"))
+    assert diagnosis_ids(second, "compute_class_freqs") == []
+    # Answered by the same sandbox, not by one started again.
+    assert grader.fork_engine._process is sandbox
+    assert sandbox is not None and sandbox.poll() is None
+
+
+@needs_namespaces
+def test_memory_is_limited_for_all_the_processes_together(
+    assignment: Assignment
+) -> None:
+    # Each process stays under the per-process limit (256 MB here);
+    # together they are over it, and only the control group sees the sum.
+    code = (
+        "import os, time\n"
+        "import numpy as _np\n"
+        "children = []\n"
+        "for _ in range(3):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        block = _np.ones(200 * 2**20 // 8)\n"
+        "        time.sleep(1)\n"
+        "        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "ends = [os.waitpid(pid, 0)[1] for pid in children]\n"
+        "assert all(os.WIFEXITED(end) for end in ends), ends\n"
+    )
+    options = GradingOptions(case_timeout=10.0, memory_limit_mb=256)
+    with Grader(assignment, options) as grader:
+        result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+        after = grade_cells(grader, "import numpy as np\n", freqs_doing(""))
+    assert "memory_limit_for_all" in result.protections["confinement"]
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "AssertionError" in message
+    assert diagnosis_ids(after, "compute_class_freqs") == []
