@@ -8,7 +8,7 @@ Three processes, one job each:
 
 * the launcher (the process jupyter_client started and signals): creates
   the PID namespace, then waits, passing on the signals that interrupt
-  or end a kernel;
+  or end a kernel, and ends the namespace if the grader dies;
 * the warden, first process of the namespace: confines it
   (`confine_kernel`), starts the kernel, passes signals on, reaps orphans
   and ends with the kernel. It dies with the launcher, and when it ends
@@ -68,8 +68,20 @@ def main(argv: list[str]) -> None:
     os.close(report)
     os.close(launcher_alive)
     _pass_on_signals(lambda signum: os.kill(warden, signum))
-    _, status = os.waitpid(warden, 0)
-    sys.exit(_exit_code(status))
+    sys.exit(_exit_code(_wait_for(warden)))
+
+
+def _wait_for(warden: int) -> int:
+    """The warden's wait status. Should the grader die first, the warden is
+    killed, as a kernel ends on its own when its parent goes."""
+    try:
+        grader = os.pidfd_open(os.getppid())
+        ended = os.pidfd_open(warden)
+    except (AttributeError, OSError):  # no process handles: no such watch
+        return os.waitpid(warden, 0)[1]
+    if grader in select.select([grader, ended], [], [])[0]:
+        os.kill(warden, signal.SIGKILL)
+    return os.waitpid(warden, 0)[1]
 
 
 def _confiner(config: dict[str, Any]) -> Callable[[bool], list[str]]:
