@@ -220,6 +220,14 @@ def test_a_kernel_sees_neither_the_grader_nor_other_processes(
     assert survivors.stdout.strip() == ""
 
 
+def test_no_kernel_outlives_its_submission(kernel_grader: Grader) -> None:
+    grade_cells(kernel_grader, "import numpy as np\n", GOOD_FREQS)
+    launchers = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-f", "kernel_launcher"],
+        capture_output=True, text=True, check=False)
+    assert launchers.stdout.strip() == ""
+
+
 def connection_files() -> set[Path]:
     """Jupyter connection files (they hold a kernel's signing key) where
     jupyter_client writes them unless told otherwise."""
@@ -343,6 +351,32 @@ def test_killing_the_launcher_ends_everything_in_its_namespace(
     assert process.stdout.readline().strip() == "ready"
     os.killpg(process.pid, signal.SIGKILL)  # as the grader's watchdog does
     process.wait(timeout=10)
+    time.sleep(0.5)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True,
+                               text=True, check=False)
+    assert survivors.stdout.strip() == ""
+
+
+@needs_namespaces
+def test_a_kernel_ends_when_the_grader_that_started_it_dies(
+    package: KernelPackage, tmp_path: Path,
+) -> None:
+    marker = "grader-orphan-sleeper-4646"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    launcher = _launcher_command(GradingOptions(), str(workdir),
+                                 str(tmp_path / "confinement.json"))
+    command = launcher + ["/bin/sh", "-c", f"echo ready; exec -a {marker} sleep 300"]
+    starts_then_waits = (f"import subprocess, time\nsubprocess.Popen({command!r})\n"
+                         "time.sleep(300)\n")
+    grader = subprocess.Popen(
+        [sys.executable, "-c", starts_then_waits],
+        cwd=workdir, text=True, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": package.path})
+    assert grader.stdout is not None
+    assert grader.stdout.readline().strip() == "ready"
+    grader.kill()
+    grader.wait(timeout=10)
     time.sleep(0.5)
     survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True,
                                text=True, check=False)
