@@ -361,8 +361,15 @@ class ForkEngine:
 
     def close(self) -> None:
         if self._process is not None and self._owner == os.getpid():
-            self._process.kill()
-            self._process.wait()
+            # Told by the end of its input, the sandbox ends itself and
+            # removes its control groups; killed, it could not.
+            try:
+                if self._process.stdin is not None:
+                    self._process.stdin.close()
+                self._process.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait()
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._process = None
 
@@ -425,7 +432,10 @@ class ForkEngine:
         environment = kernel_environment(self._workdir)
         environment["PYTHONPATH"] = self.package.path
         started = time.monotonic()
-        config = json.dumps({"hidden": list(self.options.hidden_paths)})
+        config = json.dumps({
+            "hidden": list(self.options.hidden_paths),
+            "memory_bytes": self.options.memory_limit_mb * 1024 * 1024,
+        })
         self._process = subprocess.Popen(
             [sys.executable, "-m", f"{KERNEL_PACKAGE}.zygote", self.options.backend,
              config],
@@ -449,15 +459,12 @@ def _execution_from_answer(
 ) -> Execution:
     statuses: list[SnippetStatus] = []
     probes: dict[str, Any] = {}
-    confinement: list[str] = []
     failed: dict[str, str] = {}
     for report in answer.get("reports", []):
         if not isinstance(report, dict):
             continue
         body = report.get("body")
-        if report.get("kind") == "confinement" and isinstance(body, list):
-            confinement = [str(item)[:40] for item in body[:20]]
-        elif report.get("kind") == "snippets" and isinstance(body, dict):
+        if report.get("kind") == "snippets" and isinstance(body, dict):
             statuses.extend(_statuses(body.get("statuses")))
         elif report.get("kind") == "probe" and isinstance(body, dict):
             probes[str(body.get("function"))] = body
@@ -486,6 +493,10 @@ def _execution_from_answer(
             if status == "oversized":
                 reason = "the submission sent back more data than allowed"
             runs[name] = FunctionRun(name, "crashed", reason=reason)
+    # Said by the serving process, not by the child: the submission's code
+    # cannot claim protections it does not have.
+    said = answer.get("protections")
+    confinement = [str(item)[:40] for item in said[:20]] if isinstance(said, list) else []
     protections = {"engine": "fork", "confinement": confinement}
     backend = answer.get("backend") if isinstance(answer.get("backend"), dict) else {}
     return Execution(runs, tuple(statuses), backend or {}, None, protections)
