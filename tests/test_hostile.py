@@ -350,3 +350,40 @@ def test_memory_is_limited_for_all_the_processes_together(
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "AssertionError" in message
     assert diagnosis_ids(after, "compute_class_freqs") == []
+
+
+LOSS_IN_NUMPY_CLAIMING_A_TENSOR = '''
+def tell_lies():
+    import sys, json
+    runtime = sys.modules["grader_inkernel.runtime"]
+    seen_as = runtime._observe
+
+    def claims_a_tensor(value, depth):
+        seen = seen_as(value, depth)
+        if seen.get("kind") in ("numpy_scalar", "ndarray"):
+            seen["kind"], seen["type"] = "tensor", "keras.Tensor"
+        return seen
+
+    runtime._observe = claims_a_tensor
+    dumps = json.dumps
+    json.dumps = lambda value, **options: dumps(value, **options).replace(
+        '"numpy_scalar"', '"tensor"')
+
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    tell_lies()
+    def weighted_loss(y_true, y_pred):
+        loss = 0.0
+        for i in range(len(pos_weights)):
+            loss -= np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
+                + neg_weights[i] * (1 - y_true[:, i]) * np.log(1 - y_pred[:, i] + epsilon))
+        return loss
+    return weighted_loss
+'''
+
+
+@needs_namespaces
+def test_replacing_the_probe_helpers_does_not_change_the_verdict(grader: Grader) -> None:
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(""),
+                         LOSS_IN_NUMPY_CLAIMING_A_TENSOR)
+    assert diagnosis_ids(result, "get_weighted_loss") == ["loss.numpy_result"]
+    assert result.functions["get_weighted_loss"].score == 8.0

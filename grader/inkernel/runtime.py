@@ -280,7 +280,7 @@ def _observe(value: Any, depth: int) -> dict[str, Any]:
 def _tensor_array(value: Any) -> Any:
     from . import legacy_backend
 
-    if legacy_backend.is_tensor(value):
+    if _is_standin_tensor(value, legacy_backend):
         return _asarray(value._array)
     module = type(value).__module__ or ""
     if module.startswith("tensorflow") and type(value).__name__ in (
@@ -300,6 +300,11 @@ def _real_tensorflow_folder() -> str | None:
         return None
     origin = getattr(spec, "origin", None) if spec else None
     return os.path.dirname(origin) if origin else None
+
+
+def _is_standin_tensor(value: Any, legacy_backend: Any) -> bool:
+    # Replaced, in the sealed copy, by the check taken before student code ran.
+    return bool(legacy_backend.is_tensor(value))
 
 
 # Found before any student code runs: a class that only calls itself a
@@ -360,3 +365,32 @@ def _type_name(value: Any) -> str:
     if module in (None, "builtins"):
         return kind_of.__qualname__
     return f"{module}.{kind_of.__qualname__}"
+
+
+def sealed_probe() -> Any:
+    """`probe_namespace` as it is now, out of reach of later changes.
+
+    Student code runs in the same process as the probe, and could replace
+    `runtime._observe` (say) to report a NumPy result as a tensor. The copy
+    returned here looks up its helpers in a private snapshot of this
+    module, the stand-in's tensor type included, so replacing names in the
+    modules changes nothing it calls. Call it before any student code runs.
+
+    Known shortcoming: code that walks the interpreter's frames or objects
+    can still reach the snapshot. What it can fake is how a result is
+    described (its type), never the values: those are judged against the
+    hidden expectations in the grader, outside this process.
+    """
+    import types
+
+    from . import legacy_backend
+
+    private = dict(globals())
+    for name, value in list(private.items()):
+        if isinstance(value, types.FunctionType) and value.__module__ == __name__:
+            private[name] = types.FunctionType(
+                value.__code__, private, name, value.__defaults__, value.__closure__)
+    standin_tensor = legacy_backend.Tensor
+    private["_is_standin_tensor"] = (
+        lambda value, _module: type(value) is standin_tensor)
+    return private["probe_namespace"]

@@ -33,6 +33,11 @@ from typing import Any
 #: Bytes of reports accepted from one child; more is a failed submission.
 REPORT_CAP = 8 * 1024 * 1024
 
+_ENCODE = json.JSONEncoder(allow_nan=False).encode
+#: The runtime's probe, sealed in the serving process before any student
+#: code ran anywhere (see `runtime.sealed_probe`).
+_SEALED_PROBE: Any = None
+
 
 def main() -> None:
     from . import confinement, legacy_backend, runtime  # noqa: F401  (warm imports)
@@ -44,6 +49,8 @@ def main() -> None:
         installed: dict[str, Any] = legacy_backend.install(backend)
     except ModuleNotFoundError as exc:
         installed = {"error": str(exc)}
+    global _SEALED_PROBE
+    _SEALED_PROBE = runtime.sealed_probe()
     sandbox = _enter_sandbox(hidden, _python_folders(),
                              int(config.get("memory_bytes", 0)))
     for line in sys.stdin:
@@ -337,11 +344,15 @@ def _child(
         _isolate(request, workdir, confined=sandbox is not None)
         from . import runtime
 
+        # Taken before the student's code runs, which may replace names in
+        # the modules: json.dumps, os.write, the runtime's helpers.
+        encode, write = _ENCODE, os.write
+        probe_namespace = _SEALED_PROBE or runtime.sealed_probe()
+
         def report(kind: str, body: Any) -> None:
-            line = json.dumps({"kind": kind, "body": body}, allow_nan=False)
-            data = (line + "\n").encode()
+            data = (encode({"kind": kind, "body": body}) + "\n").encode()
             while data:
-                written = os.write(write_end, data)
+                written = write(write_end, data)
                 data = data[written:]
 
         namespace: dict[str, Any] = {"__name__": "__main__",
@@ -351,7 +362,7 @@ def _child(
             probes = json.loads(handed_over.readline() or b"[]")
         for probe in probes:
             report("probing", probe["function"])
-            report("probe", runtime.probe_namespace(probe, namespace))
+            report("probe", probe_namespace(probe, namespace))
     except BaseException:  # noqa: BLE001  (nothing may escape a forked child)
         code = 70
     finally:
