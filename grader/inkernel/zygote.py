@@ -1,18 +1,19 @@
-"""A warmed process that forks one confined child per submission.
+"""A warmed sandbox that forks one child per submission.
 
 Started once per grading worker with only numpy, the runtime and the
 Keras/TensorFlow stand-in imported (never the assignment's reference), it
+moves into new mount, network and PID namespaces and control groups where
+the platform allows them (see `confinement` and `limits`), once. Then it
 reads one JSON request per line on stdin, forks a child that runs the
 submission's snippets and probes, and answers one JSON line on stdout.
 
-The child: new session (so the whole group can be killed), its own mount,
-network and PID namespaces where the platform allows them (see
-`confinement`: read-only file system, hidden reference and submissions, no
-network, no capabilities, every leftover process ended with it), resource
-limits, a private working directory, stdin/stdout/stderr on /dev/null.
-Where namespaces are not allowed, only the limits, the private directory
-and blocked Python sockets remain; the answer says which. It writes its reports, one JSON
-line each, to a pipe as they are ready, so that a child that dies half-way
+Before each child: a fresh /tmp and /dev/shm. The child: new session,
+resource limits, no capabilities, a private working directory,
+stdin/stdout/stderr on /dev/null, no file handle of the sandbox but its two
+pipes. After it: every process it left is ended. Where namespaces are not
+allowed, only the limits, the private directory and blocked Python sockets
+remain; the answer says which. The child writes its reports, one JSON line
+each, to a pipe as they are ready, so that a child that dies half-way
 still leaves what it finished. It leaves with os._exit: atexit hooks and
 __del__ methods of student objects never run after grading.
 """
