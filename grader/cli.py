@@ -134,31 +134,6 @@ def grade(
     except (UsageError, AssignmentError) as exc:
         shutil.rmtree(unpacked, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
-    try:
-        results = _grade_batch(console, submissions, students, assignment,
-                               json_path, csv_path, full, backend, engine, jobs,
-                               cell_timeout, case_timeout, gradebook_path, fresh,
-                               quiet, cluster)
-        if gradescope_path:
-            from grader.exporting import gradescope_results
-
-            gradescope_path.write_text(
-                json.dumps(gradescope_results(results[0]), indent=2) + "\n",
-                encoding="utf-8")
-    finally:
-        shutil.rmtree(unpacked, ignore_errors=True)
-
-
-def _grade_batch(console: Console, submissions: list[Path],
-                 students: dict[Path, str], assignment: Any,
-                 json_path: Path | None, csv_path: Path | None, full: bool,
-                 backend: str, engine: str, jobs: int | None, cell_timeout: float,
-                 case_timeout: float, gradebook_path: Path, fresh: bool,
-                 quiet: bool, cluster: str | None = None) -> list[Any]:
-    from grader.gradebook import Gradebook
-    from grader.pipeline import Grader, SubmissionResult, hidden_from_sandbox
-    from grader.reporting import print_result, write_csv, write_json
-
     options = GradingOptions(
         mode="full" if full else "sliced",
         backend=backend,
@@ -169,11 +144,51 @@ def _grade_batch(console: Console, submissions: list[Path],
         hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions}
                                   | {str(Path.cwd())})),
     )
+    batch = _Batch(submissions, students, assignment, options, gradebook_path,
+                   fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
+                   json_path=json_path, csv_path=csv_path)
+    try:
+        results = _grade_batch(console, batch)
+        if gradescope_path:
+            from grader.exporting import gradescope_results
+
+            gradescope_path.write_text(
+                json.dumps(gradescope_results(results[0]), indent=2) + "\n",
+                encoding="utf-8")
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What `grader grade` was asked to do, once its arguments are checked."""
+
+    submissions: list[Path]
+    students: dict[Path, str]
+    assignment: Any
+    options: GradingOptions
+    gradebook_path: Path
+    fresh: bool = False
+    quiet: bool = False
+    jobs: int | None = None
+    cluster: str | None = None
+    json_path: Path | None = None
+    csv_path: Path | None = None
+
+
+def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
+    from grader.gradebook import Gradebook
+    from grader.pipeline import Grader, SubmissionResult, hidden_from_sandbox
+    from grader.reporting import print_result, write_csv, write_json
+
+    submissions, students = batch.submissions, batch.students
+    assignment, options = batch.assignment, batch.options
+    gradebook_path, quiet = batch.gradebook_path, batch.quiet
     book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest,
                      settings=options.result_settings())
     digests = {path: submission_digest(path) for path in submissions}
     known: dict[Path, SubmissionResult] = {}
-    if not fresh:
+    if not batch.fresh:
         for path, digest in digests.items():
             stored = book.lookup(digest) if digest else None
             if stored is not None:
@@ -211,27 +226,27 @@ def _grade_batch(console: Console, submissions: list[Path],
             if bar is not None and task is not None:
                 bar.advance(task)
 
-        if cluster:
+        if batch.cluster:
             from grader.cluster import grade_on_cluster
 
             # The workers build their own graders; none is needed here.
             remote_options = dataclasses.replace(options, hidden_paths=(
                 hidden_from_sandbox(assignment, options.hidden_paths)))
-            fresh_results = grade_on_cluster(cluster, pending, assignment,
+            fresh_results = grade_on_cluster(batch.cluster, pending, assignment,
                                              remote_options, keep_and_count)
         else:
             with Grader(assignment, options) as grader:
                 fresh_results = grader.grade_many(
-                    pending, jobs=jobs or os.cpu_count() or 1,
+                    pending, jobs=batch.jobs or os.cpu_count() or 1,
                     on_result=keep_and_count)
     book.close()
     graded_now = {path: arrived.get(path, result)
                   for path, result in zip(pending, fresh_results)}
     results = [known.get(path) or graded_now[path] for path in submissions]
-    if json_path:
-        write_json(json_path, assignment, results)
-    if csv_path:
-        write_csv(csv_path, assignment, results)
+    if batch.json_path:
+        write_json(batch.json_path, assignment, results)
+    if batch.csv_path:
+        write_csv(batch.csv_path, assignment, results)
 
     graded = sum(1 for r in results if r.status == "graded")
     full_marks = sum(1 for r in results if r.status == "graded" and r.score == r.max_score)
