@@ -314,7 +314,8 @@ def launch(package: KernelPackage, tmp_path: Path, command: list[str],
     launcher = _launcher_command(GradingOptions(), str(workdir), str(report))
     process = subprocess.Popen(
         launcher + command, cwd=workdir, text=True, stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": package.path}, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": package.path,
+             "JPY_PARENT_PID": str(os.getpid())}, start_new_session=True,
         **popen)  # type: ignore[call-overload]
     return process, report
 
@@ -391,10 +392,12 @@ def _without_namespaces() -> None:
 def test_without_namespaces_the_kernel_starts_and_says_so(
     package: KernelPackage, tmp_path: Path,
 ) -> None:
-    process, report = launch(
-        package, tmp_path, [sys.executable, "-c", "import os; print(os.getpid() > 2)"],
-        preexec_fn=_without_namespaces if CONFINED else None)
+    # ipykernel ends when the PID it is given dies: outside a namespace the
+    # kernel keeps that watch, the only one there.
+    shows = "import os; print(os.getpid() > 2, os.environ['JPY_PARENT_PID'])"
+    process, report = launch(package, tmp_path, [sys.executable, "-c", shows],
+                             preexec_fn=_without_namespaces if CONFINED else None)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0
-    assert output.strip() == "True"
+    assert output.split() == ["True", str(os.getpid())]
     assert json.loads(report.read_text()) == ["private_workdir", "memory_limit"]

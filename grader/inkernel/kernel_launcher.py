@@ -42,8 +42,12 @@ from .confinement import CLONE_NEWPID, _c, confine_kernel, unshare
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-#: Variables meant for the launcher, not for the kernel.
-LAUNCHER_VARIABLES = ("PYTHONPATH", "JPY_PARENT_PID")
+#: Variable meant for the launcher, not for the kernel.
+LAUNCHER_VARIABLE = "PYTHONPATH"
+#: The grader's PID, which ipykernel watches to end with it. From inside a
+#: PID namespace the kernel's parent is the warden, PID 1, which ipykernel
+#: takes for "my parent died": there the launcher watches instead.
+PARENT_VARIABLE = "JPY_PARENT_PID"
 
 
 def main(argv: list[str]) -> None:
@@ -56,7 +60,7 @@ def main(argv: list[str]) -> None:
     confine = _confiner(config)
     if not unshare(CLONE_NEWPID):
         _write_report(report, confine(False) + limits)
-        _exec_kernel(command)
+        _exec_kernel(command, (LAUNCHER_VARIABLE,))
     # The launcher's end must end the warden: a pipe it alone holds open
     # tells the warden if the launcher died before the warden could ask
     # Linux to kill it then.
@@ -137,7 +141,7 @@ def _warden(command: list[str], confine: Callable[[bool], list[str]],
         kernel = os.fork()
         if kernel == 0:
             os.setpgid(0, 0)
-            _exec_kernel(command)
+            _exec_kernel(command, (LAUNCHER_VARIABLE, PARENT_VARIABLE))
         _set_group(kernel)
         _pass_on_signals(lambda signum: _signal_group(kernel, signum))
         while True:
@@ -154,9 +158,9 @@ def _write_report(report: int, protections: list[str]) -> None:
     os.close(report)
 
 
-def _exec_kernel(command: list[str]) -> None:
+def _exec_kernel(command: list[str], dropped: tuple[str, ...]) -> None:
     environment = {key: value for key, value in os.environ.items()
-                   if key not in LAUNCHER_VARIABLES}
+                   if key not in dropped}
     try:
         os.execve(command[0], command, environment)
     finally:
