@@ -144,8 +144,15 @@ def compute_class_freqs(labels, _unused=_tamper()):
     return 0, 0
 '''
     result = grade_cells(grader, "import numpy as np\n", tamper)
-    assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
-    assert result.functions["compute_class_freqs"].score == 0
+    # The probe was sealed before the tampering ran: the verdict is the one
+    # the same function gets untouched.
+    honest = grade_cells(grader, "import numpy as np\n",
+                         "def compute_class_freqs(labels):\n    return 0, 0\n")
+    expected = ["freqs.integer_division", "freqs.overall_scalar"]
+    assert diagnosis_ids(honest, "compute_class_freqs") == expected
+    assert diagnosis_ids(result, "compute_class_freqs") == expected
+    assert result.functions["compute_class_freqs"].score == \
+        honest.functions["compute_class_freqs"].score < 10
 
 
 def test_a_function_that_kills_its_process_costs_only_its_own_points(
