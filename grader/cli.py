@@ -186,9 +186,13 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     gradebook_path, quiet = batch.gradebook_path, batch.quiet
     book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest,
                      settings=options.result_settings())
-    digests = {path: submission_digest(path) for path in submissions}
+    # Hashing every file costs a read of the whole batch; only a gradebook
+    # that holds results of this kind needs it, to find them. Otherwise the
+    # workers' own hashes (result.digest) are what gets recorded.
+    digests: dict[Path, str | None] = {}
     known: dict[Path, SubmissionResult] = {}
-    if not batch.fresh:
+    if not batch.fresh and book.has_results():
+        digests = {path: submission_digest(path) for path in submissions}
         for path, digest in digests.items():
             stored = book.lookup(digest) if digest else None
             if stored is not None:
@@ -207,7 +211,9 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     def keep(result: SubmissionResult) -> None:
         nonlocal printed
         result = dataclasses.replace(result, student=students.get(result.path))
-        digest = digests.get(result.path)
+        digest = result.digest or digests.get(result.path)
+        if digest is None and result.status == "error":
+            digest = submission_digest(result.path)  # a file that is no notebook
         # A crash of the grader is not a result: the next run tries again.
         if digest and result.error_kind != "grader_crashed":
             book.record(digest, result.to_dict(), student=result.student)

@@ -73,6 +73,14 @@ class Gradebook:
     def close(self) -> None:
         self._db.close()
 
+    def has_results(self) -> bool:
+        """Whether any result was stored under this grader, assignment and
+        settings (when none was, nothing needs looking up)."""
+        row = self._db.execute(
+            "SELECT 1 FROM results WHERE grader_version = ? AND assignment_digest = ?"
+            " AND settings = ? LIMIT 1", self.key).fetchone()
+        return row is not None
+
     def lookup(self, digest: str) -> dict[str, Any] | None:
         """The stored result (as exported JSON) of a submission, if graded."""
         row = self._db.execute(

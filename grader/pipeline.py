@@ -75,6 +75,7 @@ class SubmissionResult:
             "functions": {name: f.to_dict() for name, f in self.functions.items()},
             "protections": self.protections,
             "seconds": self.seconds,
+            "digest": self.digest,
         }
 
     @classmethod
@@ -92,6 +93,7 @@ class SubmissionResult:
             error_message=error.get("message"),
             seconds=raw.get("seconds"),
             protections=raw.get("protections") or {},
+            digest=raw.get("digest"),
         )
 
 
