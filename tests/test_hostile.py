@@ -387,3 +387,39 @@ def test_replacing_the_probe_helpers_does_not_change_the_verdict(grader: Grader)
                          LOSS_IN_NUMPY_CLAIMING_A_TENSOR)
     assert diagnosis_ids(result, "get_weighted_loss") == ["loss.numpy_result"]
     assert result.functions["get_weighted_loss"].score == 8.0
+
+
+@needs_namespaces
+def test_shared_memory_devices_and_keyrings_stay_with_the_submission(
+    grader: Grader
+) -> None:
+    key = 0x5EED0 + os.getpid() % 1000
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"shmid = libc.shmget({key}, 4096, 0o1666)\n"
+        "assert shmid >= 0, ctypes.get_errno()\n"
+        "try:\n"
+        "    open('/dev/left_behind', 'w')\n"
+        "    raise AssertionError('/dev took a file')\n"
+        "except OSError as exc:\n"
+        "    assert 'Read-only' in str(exc), exc\n"
+        "SYS_add_key = 248 if os.uname().machine == 'x86_64' else 217\n"
+        "done = libc.syscall(SYS_add_key, b'user', b'grader', b'x', 1, -4)\n"
+        "assert done == -1 and ctypes.get_errno() == 1, (done, ctypes.get_errno())\n"
+    )
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert {"private_ipc", "system_calls_filtered"} <= set(
+        result.protections["confinement"])
+    looking = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"assert libc.shmget({key}, 0, 0) == -1, 'the segment is still there'\n"
+    )
+    after = grade_cells(grader, "import numpy as np\n", freqs_doing(looking))
+    assert diagnosis_ids(after, "compute_class_freqs") == []
+    # The segment went with the submission's IPC namespace: not on the machine.
+    with open("/proc/sysvipc/shm", encoding="utf-8") as segments:
+        keys = [int(line.split()[0]) for line in segments.readlines()[1:]]
+    assert key not in keys

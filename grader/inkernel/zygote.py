@@ -85,10 +85,17 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
     namespaces are not allowed (submissions then run with the weaker
     fallback isolation).
     """
-    from .confinement import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, Sandbox, unshare
+    from .confinement import (
+        CLONE_NEWIPC,
+        CLONE_NEWNET,
+        CLONE_NEWNS,
+        CLONE_NEWPID,
+        Sandbox,
+        unshare,
+    )
     from .limits import SandboxGroups
 
-    if not unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID):
+    if not unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC):
         return None
     groups = SandboxGroups(memory_bytes)
     groups.keep_reach()
@@ -147,7 +154,7 @@ def _grade_in_child(request: dict[str, Any], sandbox: Any) -> dict[str, Any]:
             status = "finished"
             break
     if sandbox is not None:
-        protections = sandbox.protections() + sandbox.limits
+        protections = sandbox.protections() + sandbox.limits + ["private_ipc"]
     else:
         protections = ["private_workdir", "sockets_blocked"]
     return {
@@ -402,8 +409,11 @@ def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if confined:
-        from .confinement import drop_capabilities
+        from .confinement import CLONE_NEWIPC, drop_capabilities, unshare
 
+        # Shared memory and message queues of its own, gone with it.
+        if not unshare(CLONE_NEWIPC):
+            raise OSError("no IPC namespace for the submission")
         drop_capabilities()
     else:
         _block_sockets()
