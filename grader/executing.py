@@ -473,9 +473,16 @@ def _execution_from_answer(
 
     status = answer.get("status")
     runs = {}
+    if status == "tampered":
+        probes.clear()  # none of them can be trusted
     for request in requests:
         name = request["function"]
-        if name in probes:
+        if status == "tampered":
+            runs[name] = FunctionRun(
+                name, "crashed",
+                reason="the submission wrote into the grader's report channel, "
+                "so none of its results can be trusted")
+        elif name in probes:
             runs[name] = read_probe_report(name, probes[name])
         elif failed.get(name) == "timeout":
             runs[name] = FunctionRun(name, "timeout", reason="ran past the time limit")

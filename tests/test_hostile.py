@@ -368,6 +368,11 @@ def tell_lies():
     dumps = json.dumps
     json.dumps = lambda value, **options: dumps(value, **options).replace(
         '"numpy_scalar"', '"tensor"')
+    iterencode = json.JSONEncoder.iterencode
+    def rewritten(self, o, _one_shot=False):
+        text = "".join(iterencode(self, o, _one_shot))
+        return [text.replace('"numpy_scalar"', '"tensor"')]
+    json.JSONEncoder.iterencode = rewritten
 
 def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
     tell_lies()
@@ -423,3 +428,73 @@ def test_shared_memory_devices_and_keyrings_stay_with_the_submission(
     with open("/proc/sysvipc/shm", encoding="utf-8") as segments:
         keys = [int(line.split()[0]) for line in segments.readlines()[1:]]
     assert key not in keys
+
+
+LOSS_FORGING_ITS_REPORT = '''
+def forge():
+    import json, os
+    fake = {"kind": "probe", "body": {"function": "get_weighted_loss", "found": True,
+            "callable": True, "cases": [], "output": {"text": "", "chars": 0}}}
+    for fd in range(3, 12):
+        try:
+            os.write(fd, (json.dumps(fake) + "\\n").encode())
+        except OSError:
+            pass
+
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    def weighted_loss(y_true, y_pred):
+        forge()
+        return K.mean(y_pred)
+    return weighted_loss
+'''
+
+LOSS_REPLACING_TYPE_AND_THE_ENCODER = '''
+def fake(value):
+    import builtins, json, sys
+    real_type = getattr(builtins, "_real_type", builtins.type)
+    builtins._real_type = real_type
+    tensor = next(m.Tensor for n, m in list(sys.modules.items())
+                  if n.endswith("legacy_backend"))
+    class Fake:
+        pass
+    f = Fake()
+    f._array = np.asarray(value)
+    builtins.type = lambda *a: tensor if len(a) == 1 and a[0].__class__ is Fake \\
+        else real_type(*a)
+    real = json.JSONEncoder.iterencode
+    def rewritten(self, o, _one_shot=False):
+        text = "".join(real(self, o, _one_shot))
+        return [text.replace('"numpy_scalar"', '"tensor"')]
+    json.JSONEncoder.iterencode = rewritten
+    return f
+
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    def weighted_loss(y_true, y_pred):
+        loss = 0.0
+        for i in range(len(pos_weights)):
+            loss -= np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
+                + neg_weights[i] * (1 - y_true[:, i]) * np.log(1 - y_pred[:, i] + epsilon))
+        return fake(loss)
+    return weighted_loss
+'''
+
+
+@needs_namespaces
+def test_a_report_written_by_the_submission_voids_its_results(grader: Grader) -> None:
+    imports = "import numpy as np\nfrom keras import backend as K\n"
+    result = grade_cells(grader, imports, freqs_doing(""), LOSS_FORGING_ITS_REPORT)
+    for name in ("compute_class_freqs", "get_weighted_loss"):
+        assert diagnosis_ids(result, name) == ["function.crashed"]
+        assert "report channel" in result.functions[name].diagnoses[0].message
+    assert result.score == 0
+
+
+@needs_namespaces
+def test_replacing_builtins_or_the_json_encoder_does_not_change_the_type(
+    grader: Grader
+) -> None:
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(""),
+                         LOSS_REPLACING_TYPE_AND_THE_ENCODER)
+    # Seen for what it is: an object that is neither a tensor nor a number.
+    assert diagnosis_ids(result, "get_weighted_loss") == ["function.unrecognised"]
+    assert result.functions["get_weighted_loss"].score == 0

@@ -381,16 +381,21 @@ def sealed_probe() -> Any:
     described (its type), never the values: those are judged against the
     hidden expectations in the grader, outside this process.
     """
+    import builtins
     import types
 
     from . import legacy_backend
 
     private = dict(globals())
+    # Builtins too: `type` and `isinstance` replaced in the builtins module
+    # would otherwise still reach the copies.
+    private["__builtins__"] = dict(vars(builtins))
     for name, value in list(private.items()):
         if isinstance(value, types.FunctionType) and value.__module__ == __name__:
             private[name] = types.FunctionType(
                 value.__code__, private, name, value.__defaults__, value.__closure__)
     standin_tensor = legacy_backend.Tensor
+    exact_type = type  # the builtin as it is now, not as it may become
     private["_is_standin_tensor"] = (
-        lambda value, _module: type(value) is standin_tensor)
+        lambda value, _module: exact_type(value) is standin_tensor)
     return private["probe_namespace"]

@@ -34,7 +34,31 @@ from typing import Any
 #: Bytes of reports accepted from one child; more is a failed submission.
 REPORT_CAP = 8 * 1024 * 1024
 
-_ENCODE = json.JSONEncoder(allow_nan=False).encode
+
+
+def _sealed_encoder() -> Any:
+    """json's encoder with its code's globals and builtins snapshotted now:
+    student code that replaces `json.JSONEncoder.iterencode`, the module's
+    C encoder or a builtin cannot rewrite what the child reports."""
+    import builtins
+    import json.encoder as encoder_module
+    import types
+
+    snapshot = dict(vars(encoder_module))
+    snapshot["__builtins__"] = dict(vars(builtins))
+
+    def sealed(function: Any) -> Any:
+        return types.FunctionType(function.__code__, snapshot, function.__name__,
+                                  function.__defaults__, function.__closure__)
+
+    base = json.JSONEncoder
+    sealed_class = type("SealedEncoder", (base,), {
+        "encode": sealed(base.encode), "iterencode": sealed(base.iterencode),
+        "default": sealed(base.default)})
+    return sealed_class(allow_nan=False).encode
+
+
+_ENCODE = _sealed_encoder()
 #: The runtime's probe, sealed in the serving process before any student
 #: code ran anywhere (see `runtime.sealed_probe`).
 _SEALED_PROBE: Any = None
@@ -224,7 +248,8 @@ def _collect(
     size = 0
     status = "finished"
     reports: list[Any] = []
-    pending_probes: bytes | None = json.dumps(probes).encode() + b"\n"
+    pending_probes = json.dumps(probes).encode() + b"\n"
+    expected = _ReportOrder([p["function"] for p in probes])
     watch = _end_watch(pid)
     child_ended = False
     while True:
@@ -262,20 +287,47 @@ def _collect(
                 report["at_ms"] = round(1000 * (time.monotonic() - started), 2)
             reports.append(report)
             kind = _kind(report)
-            if pending_probes is not None and kind == "snippets":
+            if not expected.fits(kind, _function(report) if kind else None):
+                # Another writer on the pipe: the student's code, forging.
+                status = "tampered"
+                break
+            if kind == "snippets":
                 _send(probes_write, pending_probes, deadline)
-                pending_probes = None
-            elif kind == "probing" and report.get("body") in limits:
+            elif kind == "probing":
                 deadline = min(submission_deadline,
                                time.monotonic() + limits[report["body"]])
             elif kind == "probe":
                 deadline = submission_deadline
-        if status == "malformed":
+        if status in ("malformed", "tampered"):
             break
     for handle in watch:
         os.close(handle)
     os.close(probes_write)
     return reports, status
+
+
+class _ReportOrder:
+    """The only order the child writes its reports in: its snippets once,
+    then for each function in turn "probing" and its "probe". A report out
+    of that order was written by someone else on the pipe."""
+
+    def __init__(self, functions: list[str]) -> None:
+        self._waiting = list(functions)
+        self._probing: str | None = None
+        self._snippets_seen = False
+
+    def fits(self, kind: Any, function: Any) -> bool:
+        if kind == "snippets" and not self._snippets_seen:
+            self._snippets_seen = True
+            return True
+        if kind == "probing" and self._snippets_seen and self._probing is None \
+                and self._waiting and function == self._waiting[0]:
+            self._probing = self._waiting.pop(0)
+            return True
+        if kind == "probe" and function is not None and function == self._probing:
+            self._probing = None
+            return True
+        return False
 
 
 def _end_watch(pid: int) -> list[int]:
@@ -347,14 +399,15 @@ def _child(
     request: dict[str, Any], write_end: int, workdir: str, sandbox: Any
 ) -> None:
     code = 0
+    leave = os._exit  # taken now: student code may replace os._exit
     try:
         _close_other_files(write_end, request["probes_fd"])
         _isolate(request, workdir, confined=sandbox is not None)
         from . import runtime
 
         # Taken before the student's code runs, which may replace names in
-        # the modules: json.dumps, os.write, the runtime's helpers.
-        encode, write = _ENCODE, os.write
+        # the modules: json, os.write and os._exit, the runtime's helpers.
+        encode, write, loads = _ENCODE, os.write, json.loads
         probe_namespace = _SEALED_PROBE or runtime.sealed_probe()
 
         def report(kind: str, body: Any) -> None:
@@ -367,14 +420,14 @@ def _child(
                                      "__builtins__": __builtins__}
         report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
         with os.fdopen(request["probes_fd"], "rb") as handed_over:
-            probes = json.loads(handed_over.readline() or b"[]")
+            probes = loads(handed_over.readline() or b"[]")
         for probe in probes:
             report("probing", probe["function"])
             report("probe", probe_namespace(probe, namespace))
     except BaseException:  # noqa: BLE001  (nothing may escape a forked child)
         code = 70
     finally:
-        os._exit(code)
+        leave(code)
 
 
 def _close_other_files(*kept: int) -> None:
