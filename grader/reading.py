@@ -53,11 +53,15 @@ def read_notebook(path: Path) -> Notebook:
     """Read `path`; raise SubmissionError when it is not a usable notebook."""
     raw = read_submission_bytes(path)
     digest = hashlib.sha256(raw).hexdigest()
+    # Decoding checks the whole file (PDF, binary, UTF-8, HTML) for every
+    # size; only the JSON parse of a large file skips the outputs, whose
+    # damage (a bad escape in a log, say) is then not noticed.
+    text = _decode(path, raw)
     content = None
     if len(raw) >= LARGE_BYTES:
         content = _parse_without_outputs(raw)
     if content is None:
-        content = _parse_json(path, _decode(path, raw))
+        content = _parse_json(path, text)
     notebook = _to_v4(path, content)
 
     cells = tuple(

@@ -199,3 +199,15 @@ def test_a_large_truncated_notebook_still_gets_its_error(tmp_path: Path) -> None
         read_notebook(path)
     assert caught.value.kind == "invalid_json"
     assert "looks truncated" in caught.value.message
+
+
+def test_a_large_notebook_that_is_not_utf8_gets_the_same_error(tmp_path: Path) -> None:
+    path, _ = _large_notebook(tmp_path)
+    raw = path.read_bytes()
+    # A stray Latin-1 byte inside an output (an image), where grading never looks.
+    damaged = raw.replace(b"iVBOR", b"iV\xf6OR", 1)
+    assert damaged != raw
+    path.write_bytes(damaged)
+    with pytest.raises(SubmissionError) as caught:
+        read_notebook(path)
+    assert caught.value.kind == "not_utf8"
