@@ -12,6 +12,7 @@ elsewhere; one that keeps killing workers is marked failed.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Graders built on this worker, by assignment digest and options.
 _WORKER_GRADERS: dict[tuple[str, GradingOptions], Grader] = {}
+#: Where those graders' assignments were unpacked.
+_WORKER_FOLDERS: list[Path] = []
 
 
 def assignment_bundle(assignment: Assignment) -> dict[str, Any]:
@@ -46,7 +49,35 @@ def _worker_grader(bundle: dict[str, Any], options: GradingOptions) -> Grader:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         _WORKER_GRADERS[key] = Grader(load_assignment(folder), options)
+        _WORKER_FOLDERS.append(folder.parent)
     return _WORKER_GRADERS[key]
+
+
+def close_worker_graders() -> None:
+    """Runs on a worker as it closes (see `_forget_graders_plugin`): its
+    graders' sandboxes and the copies of the assignment go with it."""
+    for grader in _WORKER_GRADERS.values():
+        grader.close()
+    _WORKER_GRADERS.clear()
+    for folder in _WORKER_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+    _WORKER_FOLDERS.clear()
+
+
+def _forget_graders_plugin() -> Any:
+    """A Dask worker plugin whose teardown calls `close_worker_graders`.
+
+    Built here, not at import, so that Dask is imported only with --cluster.
+    """
+    from distributed import WorkerPlugin
+
+    class ForgetGraders(WorkerPlugin):
+        def teardown(self, worker: Any) -> None:
+            from grader.cluster import close_worker_graders
+
+            close_worker_graders()
+
+    return ForgetGraders()
 
 
 def grade_remote(bundle: dict[str, Any], options: GradingOptions, name: str,
@@ -88,6 +119,7 @@ def grade_on_cluster(
     max_score = sum(f.max_score for f in assignment.functions)
     results: dict[Path, SubmissionResult] = {}
     try:
+        client.register_plugin(_forget_graders_plugin(), name="grader-forget-graders")
         [bundle] = client.scatter([assignment_bundle(assignment)], broadcast=True)
         futures = {}
         for index, path in enumerate(paths):
