@@ -51,6 +51,10 @@ KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 KEPT_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_")
 #: Address space a kernel needs for itself (Python, numpy, ZeroMQ threads).
 KERNEL_BASE_MEMORY = 3 * 2**30
+#: What a kernel keeps resident besides the submission, with the stand-in,
+#: and with a real TensorFlow.
+KERNEL_RESIDENT_MEMORY = 512 * 2**20
+KERNEL_TENSORFLOW_MEMORY = 3 * 2**30
 #: Bytes of the launcher's confinement report read; it is a short list.
 CONFINEMENT_REPORT_CAP = 4096
 
@@ -247,9 +251,14 @@ def _launcher_command(options: GradingOptions, workdir: str, report: str
     memory = options.memory_limit_mb * 2**20 + KERNEL_BASE_MEMORY
     if options.backend == "tensorflow":
         memory = 0  # TensorFlow maps many gigabytes it never uses
+    # What the kernel's processes may hold in memory together (resident,
+    # not mapped): the submission's limit and room for the kernel itself.
+    together = options.memory_limit_mb * 2**20 + (
+        KERNEL_TENSORFLOW_MEMORY if options.backend == "tensorflow"
+        else KERNEL_RESIDENT_MEMORY)
     config = json.dumps({"workdir": workdir, "report": report,
                          "hidden": list(options.hidden_paths),
-                         "memory_bytes": memory})
+                         "memory_bytes": memory, "group_memory_bytes": together})
     return [sys.executable, "-m", f"{KERNEL_PACKAGE}.kernel_launcher", config, "--"]
 
 

@@ -286,8 +286,23 @@ def test_the_kernel_engine_reports_the_protections_it_applied(
     if CONFINED:
         for protection in ("pid_namespace", "private_proc", "no_network",
                            "read_only_root", "private_tmp", "minimal_dev",
-                           "read_only_proc_sys", "no_capabilities"):
+                           "read_only_proc_sys", "no_capabilities", "private_ipc",
+                           "system_calls_filtered", "process_limit=64",
+                           "memory_limit_for_all"):
             assert protection in confinement
+
+
+@pytest.mark.skipif(not CONFINED, reason="control groups need root on Linux")
+def test_a_fork_bomb_in_a_kernel_meets_the_process_limit(kernel_grader: Grader) -> None:
+    bomb = ("import os, time\n"
+            "for _ in range(100):\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(30)\n"
+            "        os._exit(0)\n")
+    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(bomb))
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    assert "BlockingIOError" in result.functions["compute_class_freqs"] \
+        .diagnoses[0].message
 
 
 def test_an_interrupted_kernel_goes_on_with_the_next_cell(

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .confinement import CLONE_NEWPID, _c, confine_kernel, unshare
+from .limits import SandboxGroups
 
 #: Signals jupyter_client and the grader send to end or interrupt a kernel.
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -61,6 +62,9 @@ def main(argv: list[str]) -> None:
     if not unshare(CLONE_NEWPID):
         _write_report(report, confine(False) + limits)
         _exec_kernel(command, (LAUNCHER_VARIABLE,))
+    # Control groups for the whole namespace, made and removed here, where
+    # /sys stays in view; the warden joins them before it confines itself.
+    groups = SandboxGroups(int(config.get("group_memory_bytes", 0)))
     # The launcher's end must end the warden: a pipe it alone holds open
     # tells the warden if the launcher died before the warden could ask
     # Linux to kill it then.
@@ -68,11 +72,14 @@ def main(argv: list[str]) -> None:
     warden = os.fork()
     if warden == 0:
         os.close(holding)
-        _warden(command, confine, report, limits, launcher_alive)
+        _warden(command, confine, report, limits + groups.join(), launcher_alive)
     os.close(report)
     os.close(launcher_alive)
     _pass_on_signals(lambda signum: os.kill(warden, signum))
-    sys.exit(_exit_code(_wait_for(warden)))
+    status = _wait_for(warden)
+    groups.keep_reach()
+    groups.remove()
+    sys.exit(_exit_code(status))
 
 
 def _wait_for(warden: int) -> int:

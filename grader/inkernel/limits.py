@@ -44,14 +44,18 @@ class SandboxGroups:
                 self.folders.append(folder)
                 self.protections.append(said)
 
-    def join(self) -> None:
-        """Put the calling process, and so all it starts, in the groups."""
-        for folder in self.folders:
+    def join(self) -> list[str]:
+        """Put the calling process, and so all it starts, in the groups;
+        the protections that hold afterwards."""
+        joined = []
+        for folder, said in zip(self.folders, self.protections):
             try:
                 with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
                     procs.write(str(os.getpid()))
+                joined.append(said)
             except OSError:
                 pass
+        return joined
 
     def keep_reach(self) -> None:
         """Hold on to the groups' parent folders, for `remove` to work after
@@ -129,14 +133,30 @@ def _own_group(controller: str) -> str | None:
 
 
 def _tidy(parent: str) -> None:
-    """Remove empty groups left by sandboxes that were killed."""
+    """Remove the groups of sandboxes that were killed before removing them.
+
+    Only those whose maker has ended: a group just made by a sandbox still
+    starting is empty too, and must stay.
+    """
     try:
         names = os.listdir(parent)
     except OSError:
         return
     for name in names:
-        if name.startswith("grader-sandbox-"):
-            try:
-                os.rmdir(os.path.join(parent, name))
-            except OSError:
-                pass  # in use by a running sandbox
+        maker = name.removeprefix("grader-sandbox-")
+        if maker == name or not maker.isdigit() or _alive(int(maker)):
+            continue
+        try:
+            os.rmdir(os.path.join(parent, name))
+        except OSError:
+            pass  # still has processes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

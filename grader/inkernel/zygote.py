@@ -126,14 +126,14 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
     pid = os.fork()
     if pid == 0:
         groups.let_go()
-        groups.join()
+        joined = groups.join()
         # When the group runs out of memory, the submission goes, not this.
         _set_oom_score(-1000)
         try:
             sandbox = Sandbox(hidden, keep)
         except OSError:
             os._exit(71)
-        sandbox.limits = groups.protections
+        sandbox.limits = joined
         return sandbox
     _, status = os.waitpid(pid, 0)
     groups.remove()
