@@ -443,7 +443,10 @@ class ForkEngine:
         started = time.monotonic()
         config = json.dumps({
             "hidden": list(self.options.hidden_paths),
-            "memory_bytes": self.options.memory_limit_mb * 1024 * 1024,
+            # For the control group: all of a submission's processes together.
+            "memory_bytes": self.options.memory_limit_mb * 2**20 + (
+                KERNEL_TENSORFLOW_MEMORY if self.options.backend == "tensorflow"
+                else 0),
         })
         self._process = subprocess.Popen(
             [sys.executable, "-m", f"{KERNEL_PACKAGE}.zygote", self.options.backend,
