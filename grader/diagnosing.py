@@ -225,7 +225,8 @@ def diagnose(
         return [_engine(
             "function.timeout",
             f"`{name}` ran past the time limit on {timed_out[0].description}; "
-            "look for a loop that never ends.",
+            "look for a loop that never ends, or for code that starts processes "
+            "or fills memory and then waits on them.",
             table, name, definition.cell, definition.line,
         )]
     if tree is not None and has_placeholder(tree) and _looks_unfinished(context):
