@@ -209,7 +209,9 @@ def _run_child(
     # runs at import or definition time never sees the hidden inputs.
     probes_read, probes_write = os.pipe()
     request["probes_fd"] = probes_read
-    workdir = tempfile.mkdtemp(prefix="submission-")
+    # In the sandbox, the fresh /tmp: TMPDIR names a folder of the machine's.
+    workdir = tempfile.mkdtemp(prefix="submission-",
+                               dir="/tmp" if sandbox is not None else None)
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
