@@ -77,6 +77,12 @@ class SandboxGroups:
         self.let_go()
 
 
+def available(controller: str) -> bool:
+    """Whether groups of `controller` ("pids", "memory") can be made here."""
+    folder = _own_group(controller)
+    return folder is not None and os.access(folder, os.W_OK)
+
+
 def _memory_settings(memory_bytes: int) -> dict[str, int]:
     if memory_bytes <= 0:
         return {}
