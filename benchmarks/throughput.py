@@ -196,6 +196,11 @@ def main() -> None:
         rows = []
         fork = run_grader(batch, args.jobs)
         rows.append(("grader, fork engine", fork["count"], fork["seconds"], fork))
+        # One worker beside the one-process floor: the same cores for both.
+        alone = run_grader(batch, 1) if args.jobs != 1 else fork
+        if args.jobs != 1:
+            rows.append(("grader, fork engine, -j 1", alone["count"],
+                         alone["seconds"], alone))
         if args.cluster:
             on_cluster = run_grader(batch, args.jobs, "--cluster", args.cluster)
             rows.append((f"grader on {args.cluster}", on_cluster["count"],
@@ -222,7 +227,8 @@ def main() -> None:
                   f"{rate / baseline_rate:10.1f} {percentile(latencies, .5):7.3f} "
                   f"{percentile(latencies, .95):7.3f} {peak}")
         print(f"fork engine vs raw floor (same notebooks, -j {args.jobs} vs 1 process): "
-              f"{fork['seconds'] / floor:.2f} x the floor's time")
+              f"{fork['seconds'] / floor:.2f} x the floor's time; with -j 1: "
+              f"{alone['seconds'] / floor:.2f} x")
         if fork["latencies"]:
             print(f"mean latency {statistics.mean(fork['latencies']):.3f} s")
     finally:
