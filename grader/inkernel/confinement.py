@@ -1,16 +1,21 @@
-"""Confine a forked child: namespaces, a read-only view of the machine, no caps.
+"""Confine a sandbox: namespaces, a read-only view of the machine, no caps.
 
 Linux only, and only where the process may create namespaces (root here).
-The child gets its own mount, network and PID namespaces: the root file
-system is read-only, /tmp, /dev/shm and /sys are fresh and empty, /dev holds
-only null, zero, random and urandom, the given folders (the assignment's
-reference, the submissions, the grader) are covered by empty file systems,
-there is no network, and no other process is visible. Then every capability
-is dropped, so none of this can be undone from inside. When the namespace's
-first process ends, the kernel ends every process left in it.
+The sandbox gets its own mount, network, PID and IPC namespaces: the root
+file system is read-only; every top-level folder but the system's is
+covered by an empty file system, the running Python's folders bound back;
+/tmp, /dev/shm and /sys are fresh and empty; /dev is read-only and holds
+only null, zero, random and urandom; the given folders (the assignment's
+reference, the submissions, the grader) are covered too; there is no
+network, and no other process is visible. A seccomp filter fails the calls
+that reach past namespaces (keyrings, tracing, BPF). Every capability is
+then dropped, by the sandbox itself (`confine`, `confine_kernel`) or by
+each child it forks (`Sandbox`), so none of this can be undone from inside.
+When the namespace's first process ends, Linux ends every process left in
+it.
 
-Each step that fails is reported, never hidden: `confine` returns the list
-of protections actually in force.
+Each step that fails is reported, never hidden: the functions return the
+list of protections actually in force.
 """
 
 from __future__ import annotations
