@@ -14,10 +14,11 @@ import hashlib
 import importlib.util
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from grader.errors import AssignmentError
 

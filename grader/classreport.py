@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def render(results: list[dict[str, Any]], title: str) -> str:
         graded=len(graded),
         mean=f"{sum(r['score'] for r in graded) / len(graded):.2f}" if graded else "0",
         max_score=f"{max_score:g}",
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
         histogram=_histogram(graded),
         mistakes=_mistakes(results),

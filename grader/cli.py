@@ -7,23 +7,21 @@ usage or set-up error.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
-from collections.abc import Iterator
-
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,6 +32,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from grader import __version__
 from grader.assignment import load_assignment

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from grader.assignment import Assignment, load_assignment
 from grader.errors import SubmissionError, UsageError

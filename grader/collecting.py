@@ -80,8 +80,7 @@ def student_of(relative: PurePosixPath) -> str:
         return parts[-3]
     if len(parts) == 2:
         return parts[0]
-    stem = relative.name[: -len(".ipynb")] if relative.name.endswith(".ipynb") \
-        else relative.name
+    stem = relative.name.removesuffix(".ipynb")
     match = LMS_NAME.match(stem)
     if match:
         return f"{match.group('student')}_{match.group('id')}"

@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Diagnosis:
                 "line": self.line, "points_lost": self.points, "kind": self.kind}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Diagnosis":
+    def from_dict(cls, raw: dict[str, Any]) -> Diagnosis:
         return cls(raw["id"], raw["message"], raw.get("kind", "value"),
                    float(raw.get("points_lost", 0)), raw.get("cell"), raw.get("line"))
 

@@ -252,4 +252,4 @@ def reply_text(forum: ForumCode, result: object) -> str:
     return "\n\n".join([greeting, *(f"- {p}" for p in paragraphs)])
 
 
-__all__ = ["forum_notebook", "reply_text", "repair", "extract_code", "place"]
+__all__ = ["extract_code", "forum_notebook", "place", "repair", "reply_text"]

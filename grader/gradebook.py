@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ class Gradebook:
                 (digest, self.key[0], self.assignment, self.key[1], self.key[2],
                  result["path"], student, result["status"], result["score"],
                  result["max_score"], error.get("kind"), error.get("message"),
-                 datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 datetime.now(UTC).isoformat(timespec="seconds"),
                  json.dumps(result)),
             )
             self._db.executemany(

@@ -17,8 +17,8 @@ import functools
 import logging
 import re
 import symtable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -374,9 +374,9 @@ def _needed_snippets(
             source = latest.get(name)
             if source is None:
                 unresolved = unresolved or name not in BUILTIN_NAMES
-            elif source.kind in ("definition", "import"):
-                pending.append(source)
-            elif source.kind == "assignment" and _is_plain_value(source.node):
+            elif source.kind in ("definition", "import") or (
+                source.kind == "assignment" and _is_plain_value(source.node)
+            ):
                 pending.append(source)
             else:
                 globals_not_run[name] = GlobalSetting(

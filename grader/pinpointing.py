@@ -9,8 +9,9 @@ Lines are lines of the notebook cell, as the student sees them.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from grader.locating import Definition, parse_cell
 

@@ -14,11 +14,12 @@ import site
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from grader import __version__, mistake_outputs
 from grader.assignment import Assignment
@@ -79,7 +80,7 @@ class SubmissionResult:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], path: Path) -> "SubmissionResult":
+    def from_dict(cls, raw: dict[str, Any], path: Path) -> SubmissionResult:
         """Rebuild a result stored in the gradebook, for the file at `path`."""
         error = raw.get("error") or {}
         return cls(
@@ -113,7 +114,7 @@ class Grader:
         self.fork_engine.close()
         self.package.close()
 
-    def __enter__(self) -> "Grader":
+    def __enter__(self) -> Grader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

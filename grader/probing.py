@@ -31,7 +31,7 @@ class Observed:
     shape: tuple[int, ...] | None = None
     #: float64 values (nan and inf kept); None when not numeric or too large.
     values: np.ndarray | None = None
-    items: tuple["Observed", ...] = ()
+    items: tuple[Observed, ...] = ()
 
 
 @dataclass(frozen=True)

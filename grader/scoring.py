@@ -38,7 +38,7 @@ class FunctionScore:
         }
 
     @classmethod
-    def from_dict(cls, name: str, raw: dict[str, Any]) -> "FunctionScore":
+    def from_dict(cls, name: str, raw: dict[str, Any]) -> FunctionScore:
         return cls(name, float(raw["score"]), float(raw["max_score"]),
                    tuple(Diagnosis.from_dict(d) for d in raw.get("diagnoses", [])))
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import inspect
 import textwrap
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape

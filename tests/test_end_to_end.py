@@ -121,6 +121,6 @@ def test_terminal_lines_come_in_the_order_given(fork_report: dict) -> None:
     lines = [line for line in fork_report["_stdout"].splitlines()
              if line.startswith(("   ", "ERROR")) and ".ipynb" in line
              and not line.startswith("       ")]
-    names = [Path(line.split()[1 if line.startswith("ERROR") else 1].rstrip(":")).name
+    names = [Path(line.split()[1].rstrip(":")).name
              for line in lines]
     assert names == sorted(MANIFEST)

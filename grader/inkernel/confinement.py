@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from typing import Iterable
+from collections.abc import Iterable
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000

@@ -36,7 +36,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-
 TensorLike: TypeAlias = (
     "Tensor | np.ndarray | np.generic | bool | int | float | complex | Sequence[Any]"
 )
@@ -93,7 +92,7 @@ def _astype(array: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
         return array.astype(dtype)
 
 
-def _python_scalar_array(value: bool | int | float | complex) -> np.ndarray:
+def _python_scalar_array(value: bool | int | float | complex) -> np.ndarray:  # noqa: PYI041
     """Convert a Python scalar with TensorFlow's default dtypes."""
     if isinstance(value, bool):
         return np.asarray(value, dtype=np.bool_)
@@ -506,12 +505,12 @@ class Tensor:
     __gt__ = _operator(np.greater, "__gt__")
     __ge__ = _operator(np.greater_equal, "__ge__")
 
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+    def __eq__(self, other: object) -> Any:  # type: ignore[override]
         if other is None:  # TF 2 answers a plain False here
             return False
         return _compare(self, other, np.equal, mismatch=False)
 
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+    def __ne__(self, other: object) -> Any:  # type: ignore[override]
         if other is None:
             return True
         return _compare(self, other, np.not_equal, mismatch=True)
@@ -856,7 +855,7 @@ def get_value(x: Any) -> Any:
     return x
 
 
-def eval(x: Any) -> Any:  # noqa: A001 - Keras' name
+def eval(x: Any) -> Any:
     """Same as :func:`get_value` (``K.eval``)."""
     return get_value(x)
 

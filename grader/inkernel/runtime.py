@@ -63,7 +63,7 @@ class _CappedStream(io.TextIOBase):
 
 def _namespace() -> dict[str, Any]:
     try:
-        shell = get_ipython()  # type: ignore[name-defined]  # noqa: F821
+        shell = get_ipython()  # type: ignore[name-defined]
     except NameError:
         shell = None
     if shell is not None:
