@@ -86,58 +86,66 @@ def roots_to_cover() -> list[str]:
     return sorted((f"/{name}" for name in names), key=lambda root: root != "/tmp")
 
 
-def confine(hidden: Iterable[str], keep: Iterable[str] = (),
-            drop: bool = True) -> list[str]:
-    """Called in the first process of fresh mount and PID namespaces.
+def confine(hidden: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
+    """Called by a `Sandbox`, first process of fresh mount and PID namespaces.
 
     `keep`: folders that must stay visible, read-only, through the covered
-    roots (the Python installation, its packages). `drop`: whether this
-    process gives up its capabilities too (a `Sandbox` keeps them to renew
-    /tmp; its children drop them).
+    roots (the Python installation, its packages). Capabilities stay: the
+    sandbox needs them to renew /tmp; its children drop them.
     """
     done = []
     if not _mount(None, "/", None, MS_REC | MS_PRIVATE):
         return done
     if _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY):
         done.append("read_only_root")
+    return done + _cover_roots(keep) + _hide_machine(hidden, own_pids=True)
+
+
+def _cover_roots(keep: Iterable[str], writable_folder: str = "") -> list[str]:
+    """Every top-level folder but the system's covered, the kept folders
+    bound back (read-only but for `writable_folder`); a minimal /dev."""
     # Handles opened now still reach the folders once their roots are covered.
     kept = [(folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
             for folder in sorted(set(keep)) if os.path.isdir(folder)]
-    covered = [root for root in roots_to_cover() if _cover(root, kept)]
+    covered = [root for root in roots_to_cover()
+               if _cover(root, kept, writable_folder)]
     for _folder, handle in kept:
         os.close(handle)
-    if "/tmp" in covered:
-        done.append("private_tmp")
-    done.append(f"covered={len(covered)}")
+    if "/tmp" not in covered:
+        return [f"covered={len(covered)}"]  # the devices are staged in /tmp
+    done = ["private_tmp", f"covered={len(covered)}"]
     os.makedirs("/tmp/.devices", exist_ok=True)
     if _minimal_dev():
         done.append("minimal_dev")
+    return done
+
+
+def _hide_machine(hidden: Iterable[str], own_pids: bool) -> list[str]:
+    """/sys, the machine's processes (with `own_pids`), kernel settings,
+    secrets and the `hidden` folders out of reach."""
+    done = []
     if _mount("tmpfs", "/sys", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k"):
         done.append("no_sys")
-    if _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV):
+    if own_pids and _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV):
         done.append("private_proc")
     if _protect_kernel_settings():
         done.append("read_only_proc_sys")
     if _hide_secrets():
         done.append("no_secrets")
-    hidden_count = 0
-    for folder in hidden:
-        if os.path.isdir(folder) and _mount(
-            "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k"
-        ):
-            hidden_count += 1
-    done.append(f"hidden_folders={hidden_count}")
-    if drop and drop_capabilities():
-        done.append("no_capabilities")
-    return done
+    hidden_count = sum(
+        1 for folder in hidden
+        if os.path.isdir(folder)
+        and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
+    )
+    return done + [f"hidden_folders={hidden_count}"]
 
 
 class Sandbox:
     """The namespaces' file systems, set up once by their first process,
     which then forks one child per submission.
 
-    Each submission gets a fresh /tmp and /dev/shm, drops every capability
-    itself (`drop_capabilities`), and whatever it leaves running is ended
+    Each submission gets a fresh /tmp and /dev/shm, confines itself further
+    (`confine_child`), and whatever it leaves running is ended
     before the next one starts. This process keeps its capabilities, so its
     children, which have none, may not trace it; and as the first process
     of the PID namespace it gets from them only the signals it handles:
@@ -152,7 +160,7 @@ class Sandbox:
             for folder in sorted(set(keep))
             if folder.startswith("/tmp/") and os.path.isdir(folder)
         ]
-        self._done = confine(hidden, keep, drop=False)
+        self._done = confine(hidden, keep)
         if block_system_calls():
             self._done.append("system_calls_filtered")
         self._scratch_renewed = True
@@ -181,11 +189,20 @@ class Sandbox:
             except ChildProcessError:
                 return
 
+    @staticmethod
+    def confine_child() -> None:
+        """In each child, before the submission's code: shared memory and
+        message queues of its own (gone with it), then no capabilities."""
+        if not unshare(CLONE_NEWIPC):
+            raise OSError("no IPC namespace for the submission")
+        drop_capabilities()
+
     def protections(self) -> list[str]:
+        """What holds for a submission: the sandbox's own, then its child's."""
         done = list(self._done) + ["no_capabilities"]
         if self._scratch_renewed:
             done.append("fresh_tmp_per_submission")
-        return done
+        return done + self.limits + ["private_ipc"]
 
 
 def _unmount(target: str) -> bool:
@@ -288,23 +305,10 @@ def confine_kernel(hidden: Iterable[str], workdir: str, keep: Iterable[str] = ()
     if workdir_mounted and _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY):
         done.append("read_only_root")
     if workdir_mounted:
-        done += _cover_kernel_roots(workdir, keep)
+        done += _cover_roots(set(keep) | {workdir}, writable_folder=workdir)
         # The current folder still points into the read-only root.
         os.chdir(workdir)
-    if _mount("tmpfs", "/sys", "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k"):
-        done.append("no_sys")
-    if own_pids and _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV):
-        done.append("private_proc")
-    if _protect_kernel_settings():
-        done.append("read_only_proc_sys")
-    if _hide_secrets():
-        done.append("no_secrets")
-    hidden_count = sum(
-        1 for folder in hidden
-        if os.path.isdir(folder)
-        and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
-    )
-    done.append(f"hidden_folders={hidden_count}")
+    done += _hide_machine(hidden, own_pids)
     if block_system_calls():
         done.append("system_calls_filtered")
     if drop_capabilities():
@@ -350,24 +354,6 @@ def block_system_calls() -> bool:
         return lib.seccomp_load(context) == 0
     finally:
         lib.seccomp_release(context)
-
-
-def _cover_kernel_roots(workdir: str, keep: Iterable[str]) -> list[str]:
-    """Every top-level folder but the system's covered, the Python
-    installation and the working folder bound back; a minimal /dev."""
-    # Handles opened now still reach the folders once their roots are covered.
-    kept = [(folder, os.open(folder, os.O_PATH | os.O_DIRECTORY))
-            for folder in sorted(set(keep) | {workdir}) if os.path.isdir(folder)]
-    covered = [root for root in roots_to_cover() if _cover(root, kept, workdir)]
-    for _folder, handle in kept:
-        os.close(handle)
-    if "/tmp" not in covered:
-        return [f"covered={len(covered)}"]  # the devices are staged in /tmp
-    done = ["private_tmp", f"covered={len(covered)}"]
-    os.makedirs("/tmp/.devices", exist_ok=True)
-    if _minimal_dev():
-        done.append("minimal_dev")
-    return done
 
 
 def _protect_kernel_settings() -> bool:

@@ -77,7 +77,6 @@ def main(argv: list[str]) -> None:
     os.close(launcher_alive)
     _pass_on_signals(lambda signum: os.kill(warden, signum))
     status = _wait_for(warden)
-    groups.keep_reach()
     groups.remove()
     sys.exit(_exit_code(status))
 

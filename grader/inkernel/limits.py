@@ -69,7 +69,9 @@ class SandboxGroups:
         self._parents = []
 
     def remove(self) -> None:
-        for handle, name in self._parents:
+        """Remove the groups, through the parents' handles if kept."""
+        places = self._parents or [(None, folder) for folder in self.folders]
+        for handle, name in places:
             try:
                 os.rmdir(name, dir_fd=handle)
             except OSError:

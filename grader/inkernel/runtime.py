@@ -367,6 +367,24 @@ def _type_name(value: Any) -> str:
     return f"{module}.{kind_of.__qualname__}"
 
 
+def private_globals(module_globals: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot of a module's globals and of the builtins: later changes
+    to either (`type` or `isinstance` replaced, say) do not reach it."""
+    import builtins
+
+    private = dict(module_globals)
+    private["__builtins__"] = dict(vars(builtins))
+    return private
+
+
+def private_copy(function: Any, private: dict[str, Any]) -> Any:
+    """`function`, looking up its global names in `private`."""
+    import types
+
+    return types.FunctionType(function.__code__, private, function.__name__,
+                              function.__defaults__, function.__closure__)
+
+
 def sealed_probe() -> Any:
     """`probe_namespace` as it is now, out of reach of later changes.
 
@@ -381,19 +399,14 @@ def sealed_probe() -> Any:
     described (its type), never the values: those are judged against the
     hidden expectations in the grader, outside this process.
     """
-    import builtins
     import types
 
     from . import legacy_backend
 
-    private = dict(globals())
-    # Builtins too: `type` and `isinstance` replaced in the builtins module
-    # would otherwise still reach the copies.
-    private["__builtins__"] = dict(vars(builtins))
+    private = private_globals(globals())
     for name, value in list(private.items()):
         if isinstance(value, types.FunctionType) and value.__module__ == __name__:
-            private[name] = types.FunctionType(
-                value.__code__, private, name, value.__defaults__, value.__closure__)
+            private[name] = private_copy(value, private)
     standin_tensor = legacy_backend.Tensor
     exact_type = type  # the builtin as it is now, not as it may become
     private["_is_standin_tensor"] = (

@@ -40,21 +40,15 @@ def _sealed_encoder() -> Any:
     """json's encoder with its code's globals and builtins snapshotted now:
     student code that replaces `json.JSONEncoder.iterencode`, the module's
     C encoder or a builtin cannot rewrite what the child reports."""
-    import builtins
     import json.encoder as encoder_module
-    import types
 
-    snapshot = dict(vars(encoder_module))
-    snapshot["__builtins__"] = dict(vars(builtins))
+    from .runtime import private_copy, private_globals
 
-    def sealed(function: Any) -> Any:
-        return types.FunctionType(function.__code__, snapshot, function.__name__,
-                                  function.__defaults__, function.__closure__)
-
+    snapshot = private_globals(vars(encoder_module))
     base = json.JSONEncoder
     sealed_class = type("SealedEncoder", (base,), {
-        "encode": sealed(base.encode), "iterencode": sealed(base.iterencode),
-        "default": sealed(base.default)})
+        name: private_copy(getattr(base, name), snapshot)
+        for name in ("encode", "iterencode", "default")})
     return sealed_class(allow_nan=False).encode
 
 
@@ -178,7 +172,7 @@ def _grade_in_child(request: dict[str, Any], sandbox: Any) -> dict[str, Any]:
             status = "finished"
             break
     if sandbox is not None:
-        protections = sandbox.protections() + sandbox.limits + ["private_ipc"]
+        protections = sandbox.protections()
     else:
         protections = ["private_workdir", "sockets_blocked"]
     return {
@@ -223,7 +217,7 @@ def _run_child(
     os.close(probes_read)
 
     deadline = started + float(request.get("timeout", 60))
-    reports, status = _collect(pid, read_end, started, deadline, probes_write, probes)
+    reports, status = _collect(pid, read_end, deadline, probes_write, probes)
     os.close(read_end)
     # Past a function's own limit the child is ended at once.
     exit_text = _reap(pid, time.monotonic() if status == "timeout" else deadline)
@@ -234,8 +228,7 @@ def _run_child(
 
 
 def _collect(
-    pid: int, read_end: int, started: float, deadline: float,
-    probes_write: int, probes: list[Any],
+    pid: int, read_end: int, deadline: float, probes_write: int, probes: list[Any],
 ) -> tuple[list[Any], str]:
     """Read the child's report lines; hand over the cases after its snippets.
 
@@ -284,9 +277,6 @@ def _collect(
             except (ValueError, RecursionError):
                 status = "malformed"
                 break
-            if isinstance(report, dict):
-                # When each report came, for profiling the engine.
-                report["at_ms"] = round(1000 * (time.monotonic() - started), 2)
             reports.append(report)
             kind = _kind(report)
             if not expected.fits(kind, _function(report) if kind else None):
@@ -369,10 +359,7 @@ def _wait(pid: int, deadline: float) -> int | None:
     Sleeps on a process file descriptor where Linux offers one, so that the
     end of the child is seen at once; polls otherwise.
     """
-    try:
-        handle = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        handle = None
+    watch = _end_watch(pid)
     try:
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -381,12 +368,12 @@ def _wait(pid: int, deadline: float) -> int | None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            if handle is not None:
-                select.select([handle], [], [], remaining)
+            if watch:
+                select.select(watch, [], [], remaining)
             else:
                 time.sleep(min(0.002, remaining))
     finally:
-        if handle is not None:
+        for handle in watch:
             os.close(handle)
 
 
@@ -404,13 +391,13 @@ def _child(
     leave = os._exit  # taken now: student code may replace os._exit
     try:
         _close_other_files(write_end, request["probes_fd"])
-        _isolate(request, workdir, confined=sandbox is not None)
+        _isolate(request, workdir, sandbox)
         from . import runtime
 
         # Taken before the student's code runs, which may replace names in
         # the modules: json, os.write and os._exit, the runtime's helpers.
         encode, write, loads = _ENCODE, os.write, json.loads
-        probe_namespace = _SEALED_PROBE or runtime.sealed_probe()
+        probe_namespace = _SEALED_PROBE
 
         def report(kind: str, body: Any) -> None:
             data = (encode({"kind": kind, "body": body}) + "\n").encode()
@@ -442,7 +429,7 @@ def _close_other_files(*kept: int) -> None:
     os.closerange(low, 1 << 16)
 
 
-def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
+def _isolate(request: dict[str, Any], workdir: str, sandbox: Any) -> None:
     os.chdir(workdir)
     # The serving process ignores SIGINT and the out-of-memory killer;
     # the student's code gets Python's usual handler and no such favour.
@@ -463,13 +450,8 @@ def _isolate(request: dict[str, Any], workdir: str, confined: bool) -> None:
     if file_size:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if confined:
-        from .confinement import CLONE_NEWIPC, drop_capabilities, unshare
-
-        # Shared memory and message queues of its own, gone with it.
-        if not unshare(CLONE_NEWIPC):
-            raise OSError("no IPC namespace for the submission")
-        drop_capabilities()
+    if sandbox is not None:
+        sandbox.confine_child()
     else:
         _block_sockets()
 
