@@ -59,7 +59,7 @@ def read_notebook(path: Path) -> Notebook:
     text = _decode(path, raw)
     content = None
     if len(raw) >= LARGE_BYTES:
-        content = _parse_without_outputs(raw)
+        content = _parse_without_outputs(text)
     if content is None:
         content = _parse_json(path, text)
     notebook = _to_v4(path, content)
@@ -187,65 +187,66 @@ def _parse_json(path: Path, text: str) -> dict[str, Any]:
     return content
 
 
-_LIST_VALUE = re.compile(rb"\s*:\s*\[")
-_STRUCTURE = re.compile(rb'[\[\]{}"]')
+_LIST_VALUE = re.compile(r"\s*:\s*\[")
+_STRUCTURE = re.compile(r'[\[\]{}"]')
 
 
-def _parse_without_outputs(raw: bytes) -> dict[str, Any] | None:
-    """The notebook with every "outputs" list emptied before decoding.
+def _parse_without_outputs(text: str) -> dict[str, Any] | None:
+    """The notebook with every "outputs" list emptied before parsing.
 
     Images and long logs in the outputs are most of a large notebook's
-    bytes and none of what grading reads; skipping them spares decoding
-    and building megabytes of strings. None when the file is not plainly
-    a notebook: the full parse then says what is wrong with it.
+    bytes and none of what grading reads; skipping them spares building
+    megabytes of strings. None when the file is not plainly a notebook:
+    the full parse then says what is wrong with it.
     """
     pieces = []
     kept_from = position = 0
     # Quotes inside JSON strings are escaped, so an unescaped "outputs"
     # followed by a colon is a key.
-    while (key := raw.find(b'"outputs"', position)) != -1:
-        value = _LIST_VALUE.match(raw, key + len(b'"outputs"'))
+    while (key := text.find('"outputs"', position)) != -1:
+        value = _LIST_VALUE.match(text, key + len('"outputs"'))
         if value is None:
             position = key + 1
             continue
         opening = value.end() - 1
-        closing = _end_of_value(raw, opening)
+        closing = _end_of_value(text, opening)
         if closing is None:
             return None  # unbalanced: a truncated file
-        pieces += [raw[kept_from:opening], b"[]"]
+        pieces += [text[kept_from:opening], "[]"]
         kept_from = position = closing
-    pieces.append(raw[kept_from:])
+    pieces.append(text[kept_from:])
     try:
-        content = json.loads(b"".join(pieces).decode("utf-8-sig"))
+        content = json.loads("".join(pieces))
     except (ValueError, RecursionError):
         return None
     return content if isinstance(content, dict) and "nbformat" in content else None
 
 
-def _end_of_value(raw: bytes, opening: int) -> int | None:
+def _end_of_value(text: str, opening: int) -> int | None:
     """Where the list or object opening at `opening` ends, strings skipped
     whole (a base64 image is one long string)."""
     depth = 0
     position = opening
-    while (found := _STRUCTURE.search(raw, position)) is not None:
-        char = raw[found.start()]
-        if char == ord('"'):
-            position = _end_of_string(raw, found.end())
+    while (found := _STRUCTURE.search(text, position)) is not None:
+        char = text[found.start()]
+        if char == '"':
+            position = _end_of_string(text, found.end())
             if position is None:
                 return None
             continue
-        depth += 1 if char in b"[{" else -1
+        depth += 1 if char in "[{" else -1
         position = found.end()
         if depth == 0:
             return position
     return None
 
 
-def _end_of_string(raw: bytes, content_start: int) -> int | None:
+def _end_of_string(text: str, content_start: int) -> int | None:
     position = content_start
-    while (quote := raw.find(b'"', position)) != -1:
+    while (quote := text.find('"', position)) != -1:
         backslashes = 0
-        while quote - backslashes > content_start and raw[quote - backslashes - 1] == 0x5C:
+        while quote - backslashes > content_start \
+                and text[quote - backslashes - 1] == "\\":
             backslashes += 1
         if backslashes % 2 == 0:
             return quote + 1
