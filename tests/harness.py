@@ -19,6 +19,23 @@ def grade_cells(grader: Grader, *cells: str) -> SubmissionResult:
     return grader.grade_notebook(notebook_of(*cells))
 
 
+def freqs_body(body: str) -> str:
+    """A `compute_class_freqs` whose body is `body`."""
+    return "def compute_class_freqs(labels):\n" + "".join(
+        f"    {line}\n" for line in body.splitlines())
+
+
+def freqs_doing(code: str) -> str:
+    """A `compute_class_freqs` that runs `code`, then answers correctly."""
+    return freqs_body(code + "\np = labels.mean(axis=0)\nreturn p, 1 - p")
+
+
+def grade_freqs_doing(grader: Grader, code: str,
+                      imports: str = "import numpy as np\n") -> SubmissionResult:
+    """Grade a notebook of `imports` and `freqs_doing(code)`."""
+    return grade_cells(grader, imports, freqs_doing(code))
+
+
 def diagnosis_ids(result: SubmissionResult, function: str) -> list[str]:
     return [d.id for d in result.functions[function].diagnoses]
 

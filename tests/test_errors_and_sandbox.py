@@ -21,7 +21,12 @@ from grader.executing import KernelPackage, _launcher_command
 from grader.inkernel import limits
 from grader.options import GradingOptions
 from grader.pipeline import Grader
-from tests.harness import diagnosis_ids, grade_cells
+from tests.harness import (
+    diagnosis_ids,
+    freqs_body,
+    grade_cells,
+    grade_freqs_doing,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFINED = os.geteuid() == 0 and os.uname().sysname == "Linux"
@@ -40,11 +45,6 @@ def grader(assignment: Assignment) -> Iterator[Grader]:
     options = GradingOptions(case_timeout=1.0, memory_limit_mb=512)
     with Grader(assignment, options) as grader:
         yield grader
-
-
-def freqs_body(body: str) -> str:
-    return "def compute_class_freqs(labels):\n" + "".join(
-        f"    {line}\n" for line in body.splitlines())
 
 
 @pytest.mark.parametrize("cells, expected", [
@@ -196,10 +196,6 @@ def kernel_grader(assignment: Assignment) -> Iterator[Grader]:
         yield grader
 
 
-def freqs_checking(check: str) -> str:
-    return freqs_body(check + "\np = np.mean(labels, axis=0)\nreturn p, 1 - p")
-
-
 @needs_namespaces
 def test_a_kernel_sees_neither_the_grader_nor_other_processes(
     kernel_grader: Grader,
@@ -219,7 +215,7 @@ def test_a_kernel_sees_neither_the_grader_nor_other_processes(
         "except ProcessLookupError:\n"
         "    pass\n"
     )
-    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(check))
+    result = grade_freqs_doing(kernel_grader, check)
     assert diagnosis_ids(result, "compute_class_freqs") == []
     # What the kernel started ends with its PID namespace.
     time.sleep(0.5)
@@ -268,7 +264,7 @@ def test_a_kernel_reads_neither_the_project_nor_other_kernels_keys(
         "open('written.txt', 'w').write('the working folder is writable')\n"
     )
     before = connection_files()
-    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(check))
+    result = grade_freqs_doing(kernel_grader, check)
     assert diagnosis_ids(result, "compute_class_freqs") == []
     assert connection_files() - before == set()
 
@@ -279,7 +275,7 @@ def test_the_kernel_engine_reports_the_protections_it_applied(
     check = ("import os\n"
              "assert sorted(os.listdir('/dev')) == "
              "['null', 'random', 'shm', 'urandom', 'zero']\n") if CONFINED else ""
-    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(check))
+    result = grade_freqs_doing(kernel_grader, check)
     assert diagnosis_ids(result, "compute_class_freqs") == []
     assert result.protections["engine"] == "kernel"
     confinement = result.protections["confinement"]
@@ -302,7 +298,7 @@ def test_a_fork_bomb_in_a_kernel_meets_the_process_limit(kernel_grader: Grader) 
             "    if os.fork() == 0:\n"
             "        time.sleep(30)\n"
             "        os._exit(0)\n")
-    result = grade_cells(kernel_grader, "import numpy as np\n", freqs_checking(bomb))
+    result = grade_freqs_doing(kernel_grader, bomb)
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
     assert "BlockingIOError" in result.functions["compute_class_freqs"] \
         .diagnoses[0].message

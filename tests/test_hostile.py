@@ -16,7 +16,7 @@ from grader.assignment import Assignment
 from grader.inkernel import limits
 from grader.options import GradingOptions
 from grader.pipeline import Grader
-from tests.harness import diagnosis_ids, grade_cells
+from tests.harness import diagnosis_ids, freqs_doing, grade_cells, grade_freqs_doing
 
 CONFINED = os.geteuid() == 0 and os.uname().sysname == "Linux"
 needs_namespaces = pytest.mark.skipif(
@@ -31,12 +31,6 @@ def grader(assignment: Assignment, tmp_path_factory: pytest.TempPathFactory
     with Grader(assignment, options) as grader:
         grader.outside = outside  # type: ignore[attr-defined]
         yield grader
-
-
-def freqs_doing(code: str) -> str:
-    body = "".join(f"    {line}\n" for line in code.splitlines())
-    return ("def compute_class_freqs(labels):\n" + body
-            + "    p = labels.mean(axis=0)\n    return p, 1 - p\n")
 
 
 @needs_namespaces
@@ -82,7 +76,7 @@ def test_no_process_outlives_grading_and_the_grader_is_invisible(
         "assert os.getpid() < 10\n"
         "assert len([p for p in os.listdir('/proc') if p.isdigit()]) < 10\n"
     )
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    result = grade_freqs_doing(grader, code)
     assert diagnosis_ids(result, "compute_class_freqs") == []
     time.sleep(0.3)
     survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
@@ -97,7 +91,7 @@ def test_a_fork_bomb_is_ended_with_the_submission(grader: Grader) -> None:
         "        time.sleep(300)\n"
         "        os._exit(0)\n"
     )
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    result = grade_freqs_doing(grader, code)
     if not (CONFINED and limits.available("pids")):
         assert diagnosis_ids(result, "compute_class_freqs") == []
         return
@@ -109,19 +103,19 @@ def test_a_fork_bomb_is_ended_with_the_submission(grader: Grader) -> None:
     # The sleepers were ended with it: the next submission may fork again.
     forking = ("import os\nfor _ in range(40):\n    pid = os.fork()\n"
                "    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n")
-    after = grade_cells(grader, "import numpy as np\n", freqs_doing(forking))
+    after = grade_freqs_doing(grader, forking)
     assert diagnosis_ids(after, "compute_class_freqs") == []
 
 
 def test_killing_its_parent_does_not_hurt_the_batch(grader: Grader) -> None:
     code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
-    grade_cells(grader, "import numpy as np\n", freqs_doing(code))
-    after = grade_cells(grader, "import numpy as np\n", freqs_doing(""))
+    grade_freqs_doing(grader, code)
+    after = grade_freqs_doing(grader, "")
     assert diagnosis_ids(after, "compute_class_freqs") == []
 
 
 def test_the_confinement_in_force_is_reported(grader: Grader) -> None:
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(""))
+    result = grade_freqs_doing(grader, "")
     confinement = result.protections["confinement"]
     if CONFINED:
         for protection in ("read_only_root", "private_tmp", "private_proc",
@@ -246,14 +240,14 @@ def test_no_installed_copy_of_the_reference_is_reachable(grader: Grader) -> None
         "    found += glob.glob(home + '/**/reference/*/model.py', recursive=True)\n"
         "assert found == [], found\n"
     )
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    result = grade_freqs_doing(grader, code)
     assert diagnosis_ids(result, "compute_class_freqs") == []
 
 
 @needs_namespaces
 def test_kernel_settings_cannot_be_changed(grader: Grader) -> None:
     code = "open('/proc/sys/kernel/core_pattern', 'w').write('|/bin/true')\n"
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    result = grade_freqs_doing(grader, code)
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "Read-only file system" in message or "Permission denied" in message
@@ -290,7 +284,7 @@ def test_nothing_passes_from_one_submission_to_the_next(grader: Grader) -> None:
         "    os.setsid()\n"
         "    time.sleep(300)\n"
     )
-    grade_cells(grader, "import numpy as np\n", freqs_doing(leaving))
+    grade_freqs_doing(grader, leaving)
     checking = (
         "import os\n"
         "assert not os.path.exists('/tmp/left_behind')\n"
@@ -299,7 +293,7 @@ def test_nothing_passes_from_one_submission_to_the_next(grader: Grader) -> None:
         "          and int(p) not in (1, os.getpid())]\n"
         "assert others == [], others\n"
     )
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(checking))
+    result = grade_freqs_doing(grader, checking)
     assert diagnosis_ids(result, "compute_class_freqs") == []
 
 
@@ -311,11 +305,11 @@ def test_the_sandbox_outlives_signals_from_a_submission(grader: Grader) -> None:
         "    os.kill(1, sig)\n"
         "    os.kill(os.getppid(), sig)\n"
     )
-    grade_cells(grader, "import numpy as np\n", freqs_doing("pass"))
+    grade_freqs_doing(grader, "pass")
     sandbox = grader.fork_engine._process
-    first = grade_cells(grader, "import numpy as np\n", freqs_doing(attack))
+    first = grade_freqs_doing(grader, attack)
     assert "fresh_tmp_per_submission" in first.protections["confinement"]
-    second = grade_cells(grader, "import numpy as np\n", freqs_doing("pass"))
+    second = grade_freqs_doing(grader, "pass")
     assert diagnosis_ids(second, "compute_class_freqs") == []
     # Answered by the same sandbox, not by one started again.
     assert grader.fork_engine._process is sandbox
@@ -346,8 +340,8 @@ def test_memory_is_limited_for_all_the_processes_together(
     )
     options = GradingOptions(case_timeout=10.0, memory_limit_mb=256)
     with Grader(assignment, options) as grader:
-        result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
-        after = grade_cells(grader, "import numpy as np\n", freqs_doing(""))
+        result = grade_freqs_doing(grader, code)
+        after = grade_freqs_doing(grader, "")
     assert "memory_limit_for_all" in result.protections["confinement"]
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
     message = result.functions["compute_class_freqs"].diagnoses[0].message
@@ -416,7 +410,7 @@ def test_shared_memory_devices_and_keyrings_stay_with_the_submission(
         "done = libc.syscall(SYS_add_key, b'user', b'grader', b'x', 1, -4)\n"
         "assert done == -1 and ctypes.get_errno() == 1, (done, ctypes.get_errno())\n"
     )
-    result = grade_cells(grader, "import numpy as np\n", freqs_doing(code))
+    result = grade_freqs_doing(grader, code)
     assert diagnosis_ids(result, "compute_class_freqs") == []
     assert {"private_ipc", "system_calls_filtered"} <= set(
         result.protections["confinement"])
@@ -425,7 +419,7 @@ def test_shared_memory_devices_and_keyrings_stay_with_the_submission(
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         f"assert libc.shmget({key}, 0, 0) == -1, 'the segment is still there'\n"
     )
-    after = grade_cells(grader, "import numpy as np\n", freqs_doing(looking))
+    after = grade_freqs_doing(grader, looking)
     assert diagnosis_ids(after, "compute_class_freqs") == []
     # The segment went with the submission's IPC namespace: not on the machine.
     with open("/proc/sysvipc/shm", encoding="utf-8") as segments:
