@@ -136,7 +136,7 @@ class Grader:
             log.info("%s: %s", display_path(path), exc.message)
             return SubmissionResult(path, "error", 0.0, self.max_score,
                                     error_kind=exc.kind, error_message=exc.message)
-        except (Exception, RecursionError) as exc:  # contain it: the batch goes on
+        except Exception as exc:  # contain it (RecursionError too): the batch goes on
             log.exception("%s: grading failed inside the grader", display_path(path))
             return SubmissionResult(
                 path, "error", 0.0, self.max_score, error_kind="grader_crashed",

@@ -78,6 +78,23 @@ SECRET_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 SECRET_FOLDERS = ("/etc/ssh", "/etc/ssl/private")
 
 
+def python_folders() -> list[str]:
+    """Where this Python, its packages and `grader_inkernel` live: folders
+    the sandbox must keep in view.
+
+    Not every sys.path entry: an editable install puts the project's own
+    folder there, with its reference and history.
+    """
+    import site
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = [sys.prefix, sys.base_prefix, *site.getsitepackages(), package]
+    # Both spellings: code may reach them through a symbolic link.
+    found = [f for f in folders if f and os.path.isdir(f)]
+    return sorted(set(found) | {os.path.realpath(f) for f in found})
+
+
 def roots_to_cover() -> list[str]:
     """Every top-level folder but the system's, /tmp first."""
     names = sorted(entry.name for entry in os.scandir("/")

@@ -31,18 +31,23 @@ import os
 import resource
 import select
 import signal
-import site
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from .confinement import CLONE_NEWPID, _c, confine_kernel, unshare
+from .confinement import (
+    CLONE_NEWPID,
+    PR_SET_DUMPABLE,
+    _c,
+    confine_kernel,
+    python_folders,
+    unshare,
+)
 from .limits import SandboxGroups
 
 #: Signals jupyter_client and the grader send to end or interrupt a kernel.
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
 #: Variable meant for the launcher, not for the kernel.
 LAUNCHER_VARIABLE = "PYTHONPATH"
 #: The grader's PID, which ipykernel watches to end with it. From inside a
@@ -97,25 +102,12 @@ def _wait_for(warden: int) -> int:
 def _confiner(config: dict[str, Any]) -> Callable[[bool], list[str]]:
     hidden = [str(path) for path in config.get("hidden", [])]
     workdir = str(config["workdir"])
-    keep = _python_folders()
+    keep = python_folders()
 
     def confine(own_pids: bool) -> list[str]:
         return ["private_workdir"] + confine_kernel(hidden, workdir, keep, own_pids)
 
     return confine
-
-
-def _python_folders() -> list[str]:
-    """Where this Python, its packages and `grader_inkernel` live.
-
-    Not every sys.path entry: an editable install puts the project's own
-    folder there, with its reference and history.
-    """
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    folders = [sys.prefix, sys.base_prefix, *site.getsitepackages(), package]
-    # Both spellings: the kernel may reach them through a symbolic link.
-    found = [f for f in folders if f and os.path.isdir(f)]
-    return sorted(set(found) | {os.path.realpath(f) for f in found})
 
 
 def _limit_resources(memory: int) -> list[str]:

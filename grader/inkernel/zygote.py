@@ -70,7 +70,7 @@ def main() -> None:
         installed = {"error": str(exc)}
     global _SEALED_PROBE
     _SEALED_PROBE = runtime.sealed_probe()
-    sandbox = _enter_sandbox(hidden, _python_folders(),
+    sandbox = _enter_sandbox(hidden, confinement.python_folders(),
                              int(config.get("memory_bytes", 0)))
     for line in sys.stdin:
         request = json.loads(line)
@@ -79,17 +79,6 @@ def main() -> None:
         answer["backend"] = installed
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
-
-
-def _python_folders() -> list[str]:
-    """Where this Python and its packages live: the sandbox must see them."""
-    import site
-
-    # Not every sys.path entry: an editable install puts the project's own
-    # folder there, with its reference and history.
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    folders = [sys.prefix, sys.base_prefix, *site.getsitepackages(), package]
-    return [os.path.realpath(f) for f in folders if f and os.path.isdir(f)]
 
 
 def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any:
