@@ -251,15 +251,20 @@ def _launcher_command(options: GradingOptions, workdir: str, report: str
     memory = options.memory_limit_mb * 2**20 + KERNEL_BASE_MEMORY
     if options.backend == "tensorflow":
         memory = 0  # TensorFlow maps many gigabytes it never uses
-    # What the kernel's processes may hold in memory together (resident,
-    # not mapped): the submission's limit and room for the kernel itself.
-    together = options.memory_limit_mb * 2**20 + (
-        KERNEL_TENSORFLOW_MEMORY if options.backend == "tensorflow"
-        else KERNEL_RESIDENT_MEMORY)
     config = json.dumps({"workdir": workdir, "report": report,
                          "hidden": list(options.hidden_paths),
-                         "memory_bytes": memory, "group_memory_bytes": together})
+                         "memory_bytes": memory,
+                         "group_memory_bytes": memory_for_all(
+                             options, KERNEL_RESIDENT_MEMORY)})
     return [sys.executable, "-m", f"{KERNEL_PACKAGE}.kernel_launcher", config, "--"]
+
+
+def memory_for_all(options: GradingOptions, resident: int) -> int:
+    """What a submission's processes may hold in memory together (resident,
+    not mapped, for a control group): its limit, plus `resident` for the
+    engine's own process, or what a real TensorFlow keeps."""
+    extra = KERNEL_TENSORFLOW_MEMORY if options.backend == "tensorflow" else resident
+    return options.memory_limit_mb * 2**20 + extra
 
 
 def _confinement(report: str) -> list[str]:
@@ -270,9 +275,14 @@ def _confinement(report: str) -> list[str]:
             body = json.loads(said.read(CONFINEMENT_REPORT_CAP))
     except (OSError, ValueError):
         return []
-    if not isinstance(body, list):
+    return _protection_names(body)
+
+
+def _protection_names(said: Any) -> list[str]:
+    """A sandbox's list of protections, read defensively."""
+    if not isinstance(said, list):
         return []
-    return [str(item)[:40] for item in body[:20]]
+    return [str(item)[:40] for item in said[:20]]
 
 
 def kernel_environment(workdir: str) -> dict[str, str]:
@@ -443,10 +453,7 @@ class ForkEngine:
         started = time.monotonic()
         config = json.dumps({
             "hidden": list(self.options.hidden_paths),
-            # For the control group: all of a submission's processes together.
-            "memory_bytes": self.options.memory_limit_mb * 2**20 + (
-                KERNEL_TENSORFLOW_MEMORY if self.options.backend == "tensorflow"
-                else 0),
+            "memory_bytes": memory_for_all(self.options, 0),
         })
         self._process = subprocess.Popen(
             [sys.executable, "-m", f"{KERNEL_PACKAGE}.zygote", self.options.backend,
@@ -512,8 +519,7 @@ def _execution_from_answer(
             runs[name] = FunctionRun(name, "crashed", reason=reason)
     # Said by the serving process, not by the child: the submission's code
     # cannot claim protections it does not have.
-    said = answer.get("protections")
-    confinement = [str(item)[:40] for item in said[:20]] if isinstance(said, list) else []
-    protections = {"engine": "fork", "confinement": confinement}
+    protections = {"engine": "fork",
+                   "confinement": _protection_names(answer.get("protections"))}
     backend = answer.get("backend") if isinstance(answer.get("backend"), dict) else {}
     return Execution(runs, tuple(statuses), backend or {}, None, protections)
