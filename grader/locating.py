@@ -88,14 +88,13 @@ class RunnableCell:
         mode, so that one failing import does not skip the rest of the cell.
         A cell that does not parse stays whole (and fails as it would)."""
         try:
-            module = ast.parse(self.source)
+            module = parse_cell(self.source)
         except SyntaxError:
             return [Snippet(self.number, 1, self.source, "cell", ())]
         lines = self.source.splitlines(keepends=True)
         snippets = []
         for node in module.body:
-            first = min([node.lineno] + [d.lineno for d in
-                                         getattr(node, "decorator_list", [])])
+            first = _first_line(node)
             text = "".join(lines[first - 1 : node.end_lineno]).rstrip("\n")
             snippets.append(Snippet(self.number, first,
                                     "\n" * (first - 1) + text + "\n", "cell", ()))
@@ -440,7 +439,7 @@ def _statement_text(binding: _Binding) -> str:
     """The statement as written when it has its lines to itself (cheaper
     than `ast.unparse`, which the other cases fall back to)."""
     node = binding.node
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    first = _first_line(node)
     lines = binding.cell_source.splitlines()
     last = node.end_lineno or node.lineno
     if node.col_offset == 0 and last <= len(lines):
@@ -463,12 +462,14 @@ def _is_plain_value(node: ast.stmt) -> bool:
     return not any(isinstance(child, unsafe) for child in ast.walk(value))
 
 
+def _first_line(node: ast.stmt) -> int:
+    """Where a statement starts as written: at its first decorator, if any."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+
+
 def _snippet(binding: _Binding, kind: str) -> Snippet:
     node = binding.node
-    first_line = min(
-        [node.lineno]
-        + [d.lineno for d in getattr(node, "decorator_list", [])]
-    )
+    first_line = _first_line(node)
     if kind == "definition" or kind == "assignment":
         # The statement's own lines, decorators included, as written.
         lines = binding.cell_source.splitlines(keepends=True)
