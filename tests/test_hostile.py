@@ -33,6 +33,24 @@ def grader(assignment: Assignment, tmp_path_factory: pytest.TempPathFactory
         yield grader
 
 
+def numpy_loss(returning: str = "loss", first: str = "") -> str:
+    """A get_weighted_loss computed in NumPy: right values, not a tensor.
+    `first` runs before the inner function is made; `returning` is what it
+    returns, built from `loss`."""
+    start = f"    {first}\n" if first else ""
+    return ("def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):\n"
+            + start
+            + "    def weighted_loss(y_true, y_pred):\n"
+            "        loss = 0.0\n"
+            "        for i in range(len(pos_weights)):\n"
+            "            loss -= np.mean(pos_weights[i] * y_true[:, i]"
+            " * np.log(y_pred[:, i] + epsilon)\n"
+            "                + neg_weights[i] * (1 - y_true[:, i])"
+            " * np.log(1 - y_pred[:, i] + epsilon))\n"
+            f"        return {returning}\n"
+            "    return weighted_loss\n")
+
+
 @needs_namespaces
 def test_the_reference_is_out_of_reach(grader: Grader, assignment: Assignment) -> None:
     model = assignment.root / "model.py"
@@ -137,15 +155,7 @@ class EagerTensor:
         return np.float32(self.value)
 EagerTensor.__module__ = "tensorflow.python.framework.ops"
 
-def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
-    def weighted_loss(y_true, y_pred):
-        loss = 0.0
-        for i in range(len(pos_weights)):
-            loss -= np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
-                + neg_weights[i] * (1 - y_true[:, i]) * np.log(1 - y_pred[:, i] + epsilon))
-        return EagerTensor(loss)
-    return weighted_loss
-'''
+''' + numpy_loss(returning="EagerTensor(loss)")
     result = grade_cells(grader, "import numpy as np\n", forged)
     assert diagnosis_ids(result, "get_weighted_loss") == ["function.unrecognised"]
 
@@ -371,16 +381,7 @@ def tell_lies():
         return [text.replace('"numpy_scalar"', '"tensor"')]
     json.JSONEncoder.iterencode = rewritten
 
-def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
-    tell_lies()
-    def weighted_loss(y_true, y_pred):
-        loss = 0.0
-        for i in range(len(pos_weights)):
-            loss -= np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
-                + neg_weights[i] * (1 - y_true[:, i]) * np.log(1 - y_pred[:, i] + epsilon))
-        return loss
-    return weighted_loss
-'''
+''' + numpy_loss(first="tell_lies()")
 
 
 @needs_namespaces
@@ -465,15 +466,7 @@ def fake(value):
     json.JSONEncoder.iterencode = rewritten
     return f
 
-def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
-    def weighted_loss(y_true, y_pred):
-        loss = 0.0
-        for i in range(len(pos_weights)):
-            loss -= np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
-                + neg_weights[i] * (1 - y_true[:, i]) * np.log(1 - y_pred[:, i] + epsilon))
-        return fake(loss)
-    return weighted_loss
-'''
+''' + numpy_loss(returning="fake(loss)")
 
 
 @needs_namespaces
