@@ -85,11 +85,7 @@ sys.path.insert(0, sys.argv[1])
 from grader_inkernel import legacy_backend
 legacy_backend.install("standin")
 from keras import backend as K
-
-def decode(value):
-    if isinstance(value, dict) and "array" in value:
-        return np.array(value["array"], dtype=value.get("dtype"))
-    return value
+from grader_inkernel.runtime import _decode_input as decode
 
 work = json.loads(sys.stdin.read())
 cases = {name: [[[decode(v) for v in args] for args in case["calls"]]
