@@ -246,7 +246,11 @@ def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple
     student code must still import numpy.
     """
     package = Path(__file__).resolve().parent
-    wanted = [assignment.root.resolve(), package] + [Path(p).resolve() for p in extra]
+    # The folder holding the package: a checkout run from its source, with
+    # its history, wherever it lies (under /usr its root is not covered).
+    # Installed, that folder is site-packages, which the rule below keeps.
+    wanted = [assignment.root.resolve(), package, package.parent]
+    wanted += [Path(p).resolve() for p in extra]
     # Other installed copies of the grader (an editable install also leaves
     # one in site-packages) carry the shipped reference too.
     wanted += [Path(site_dir) / package.name for site_dir in site.getsitepackages()]
