@@ -249,7 +249,10 @@ def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple
     # The folder holding the package: a checkout run from its source, with
     # its history, wherever it lies (under /usr its root is not covered).
     # Installed, that folder is site-packages, which the rule below keeps.
-    wanted = [assignment.root.resolve(), package, package.parent]
+    # Its history separately: a virtual environment inside the checkout
+    # keeps the checkout itself in view.
+    wanted = [assignment.root.resolve(), package, package.parent,
+              package.parent / ".git"]
     wanted += [Path(p).resolve() for p in extra]
     # Other installed copies of the grader (an editable install also leaves
     # one in site-packages) carry the shipped reference too.

@@ -4,8 +4,10 @@ batch run through the CLI's pipeline (fork engine, confined sandbox)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -488,3 +490,38 @@ def test_replacing_builtins_or_the_json_encoder_does_not_change_the_type(
     # Seen for what it is: an object that is neither a tensor nor a number.
     assert diagnosis_ids(result, "get_weighted_loss") == ["function.unrecognised"]
     assert result.functions["get_weighted_loss"].score == 0
+
+
+#: Sets up a sandbox in fresh namespaces, renews its /tmp as before each
+#: submission, and prints what is left in a folder it was told to hide.
+_RENEWED_SANDBOX = """
+import json, os, sys
+from grader.inkernel.confinement import (
+    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, Sandbox, unshare)
+kept, hidden = sys.argv[1], sys.argv[2]
+assert unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET)
+pid = os.fork()
+if pid == 0:
+    sandbox = Sandbox([hidden], keep=[kept])
+    sandbox.renew_scratch()
+    print(json.dumps([os.listdir(hidden), "fresh_tmp_per_submission"
+                      in sandbox.protections()]), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@needs_namespaces
+def test_a_hidden_folder_inside_a_kept_one_stays_hidden_in_each_fresh_tmp(
+        tmp_path: Path) -> None:
+    # The grader installed in a virtual environment under /tmp: the
+    # environment is kept in view, the grader inside it is hidden.
+    kept = tmp_path / "venv"
+    hidden = kept / "site-packages" / "grader"
+    hidden.mkdir(parents=True)
+    (hidden / "model.py").write_text("REFERENCE = 1\n")
+    assert str(tmp_path).startswith("/tmp/")
+    shown = subprocess.run(
+        [sys.executable, "-c", _RENEWED_SANDBOX, str(kept), str(hidden)],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(shown.stdout) == [[], True]

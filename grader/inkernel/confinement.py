@@ -149,12 +149,17 @@ def _hide_machine(hidden: Iterable[str], own_pids: bool) -> list[str]:
         done.append("read_only_proc_sys")
     if _hide_secrets():
         done.append("no_secrets")
-    hidden_count = sum(
+    return done + [f"hidden_folders={_hide_folders(hidden)}"]
+
+
+def _hide_folders(hidden: Iterable[str]) -> int:
+    """An empty read-only file system over each hidden folder still in view;
+    how many were hidden."""
+    return sum(
         1 for folder in hidden
         if os.path.isdir(folder)
         and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
     )
-    return done + [f"hidden_folders={hidden_count}"]
 
 
 class Sandbox:
@@ -177,6 +182,10 @@ class Sandbox:
             for folder in sorted(set(keep))
             if folder.startswith("/tmp/") and os.path.isdir(folder)
         ]
+        # A hidden folder inside a kept one under /tmp (the grader installed
+        # in a virtual environment there) comes back with each fresh /tmp.
+        hidden = list(hidden)
+        self._hidden_in_tmp = [folder for folder in hidden if folder.startswith("/tmp/")]
         self._done = confine(hidden, keep)
         if block_system_calls():
             self._done.append("system_calls_filtered")
@@ -189,6 +198,8 @@ class Sandbox:
     def renew_scratch(self) -> None:
         """Fresh, empty /tmp and /dev/shm: nothing passes between submissions."""
         renewed = _unmount("/tmp") and _cover("/tmp", self._kept_in_tmp)
+        in_view = [folder for folder in self._hidden_in_tmp if os.path.isdir(folder)]
+        renewed = renewed and _hide_folders(in_view) == len(in_view)
         renewed = _unmount("/dev/shm") and _mount(
             "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
             "size=64m,mode=1777") and renewed
