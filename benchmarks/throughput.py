@@ -162,6 +162,74 @@ def bare_nbclient(paths: list[Path], jobs: int) -> float:
     return time.monotonic() - started
 
 
+#: The tests an nbgrader course would put in its autograded cells: the
+#: public case for each function, as instructors write them with asserts.
+NBGRADER_TESTS = """\
+import numpy as np
+labels = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 1], [0, 0, 1]])
+pos, neg = compute_class_freqs(labels)
+assert np.allclose(pos, [0.5, 0.25, 1.0])
+assert np.allclose(neg, [0.5, 0.75, 0.0])
+y_true = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+y_pred = np.array([[0.9, 0.2], [0.3, 0.6], [0.8, 0.7]])
+loss = get_weighted_loss(np.array([0.4, 0.6]), np.array([0.6, 0.4]), 1e-7)
+value = float(np.asarray(loss(y_true, y_pred)))
+assert np.isclose(value, 0.31839, atol=1e-4), value
+"""
+
+
+def _with_nbgrader_tests(path: Path, target: Path) -> None:
+    """`path` as nbgrader receives it: a v4 notebook ending with a locked,
+    autograded test cell worth 20 points."""
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=4)
+    cell = nbformat.v4.new_code_cell(NBGRADER_TESTS)
+    cell.metadata["nbgrader"] = {
+        "grade": True, "solution": False, "locked": True, "points": 20,
+        "grade_id": "tests", "schema_version": 3, "task": False}
+    notebook.cells.append(cell)
+    notebook.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(target))
+
+
+def nbgrader_autograde(paths: list[Path], nbgrader: str, folder: Path) -> float | None:
+    """Seconds for `nbgrader autograde` to grade `paths` as submissions of
+    one student each, in a course folder of its own. The assignment is
+    generated beforehand, outside the timing. None when nbgrader fails."""
+    course = folder / "nbgrader-course"
+    (course / "source" / "bench").mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        "c.CourseDirectory.course_id = 'bench'\n"
+        f"c.CourseDirectory.root = {str(course)!r}\n"
+        "c.ExecuteMixin.timeout = 60\n", encoding="utf-8")
+    _with_nbgrader_tests(paths[0], course / "source" / "bench" / "chest_xray.ipynb")
+    for index, path in enumerate(paths):
+        _with_nbgrader_tests(path, course / "submitted" / f"student{index:04d}"
+                             / "bench" / "chest_xray.ipynb")
+
+    def nbgrader_run(*arguments: str) -> bool:
+        # nbgrader runs tools of its own environment (alembic) by name.
+        bin_folder = str(Path(nbgrader).resolve().parent)
+        env = {**os.environ, "PATH": bin_folder + os.pathsep + os.environ["PATH"]}
+        done = subprocess.run([nbgrader, *arguments], cwd=course, env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"nbgrader {arguments[0]} failed: "
+                  f"{(done.stderr.strip().splitlines() or [''])[-1]}")
+        return done.returncode == 0
+
+    if not nbgrader_run("generate_assignment", "bench", "--force"):
+        return None
+    started = time.monotonic()
+    if not nbgrader_run("autograde", "bench", "--create"):
+        return None
+    return time.monotonic() - started
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
@@ -176,6 +244,9 @@ def main() -> None:
     parser.add_argument("--cluster", default=None, metavar="ADDRESS",
                         help="also grade the whole batch on this Dask cluster "
                              "(local:N starts a local one)")
+    parser.add_argument("--nbgrader", default=None, metavar="COMMAND",
+                        help="the nbgrader command for the autograde baseline "
+                             "(default: nbgrader on PATH)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
@@ -209,8 +280,15 @@ def main() -> None:
         rows.append(("raw floor (1 process)", len(paths), floor, None))
         bare = bare_nbclient(subset_paths, args.jobs)
         rows.append(("baseline: bare nbclient", len(subset_paths), bare, None))
-        if shutil.which("nbgrader") is None:
-            print("nbgrader is not installed: its autograde baseline is not measured")
+        nbgrader = args.nbgrader or shutil.which("nbgrader")
+        autograde = (nbgrader_autograde(subset_paths, nbgrader, work)
+                     if nbgrader else None)
+        if autograde is None:
+            print("nbgrader is not installed (or failed): its autograde "
+                  "baseline is not measured; --nbgrader names its command")
+        else:
+            rows.append(("baseline: nbgrader autograde", len(subset_paths),
+                         autograde, None))
 
         baseline_rate = len(subset_paths) / bare
         print(f"{'run':26} {'notebooks':>9} {'seconds':>8} {'nb/s':>8} "
@@ -222,6 +300,10 @@ def main() -> None:
             print(f"{name:26} {count:9d} {seconds:8.2f} {rate:8.1f} "
                   f"{rate / baseline_rate:10.1f} {percentile(latencies, .5):7.3f} "
                   f"{percentile(latencies, .95):7.3f} {peak}")
+        if autograde is not None:
+            print(f"fork engine vs nbgrader autograde: "
+                  f"{(fork['count'] / fork['seconds']) / (len(subset_paths) / autograde):.0f}"
+                  " x its throughput")
         print(f"fork engine vs raw floor (same notebooks, -j {args.jobs} vs 1 process): "
               f"{fork['seconds'] / floor:.2f} x the floor's time; with -j 1: "
               f"{alone['seconds'] / floor:.2f} x")
