@@ -374,7 +374,7 @@ class ForkEngine:
     def __init__(self, package: KernelPackage, options: GradingOptions) -> None:
         self.package = package
         self.options = options
-        self._process: subprocess.Popen[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._owner = 0
         self._workdir = ""
 
@@ -401,7 +401,9 @@ class ForkEngine:
             "id": secrets.token_hex(8),
             "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
                          for s in located.snippets],
-            "probes": requests,
+            # The zygote learns only what is probed; the inputs travel apart.
+            "probe_plan": [{"function": r["function"], "cases": len(r["cases"]),
+                            "case_timeout": r["case_timeout"]} for r in requests],
             "timeout": timeout,
             "limits": {
                 "memory_bytes": self.options.memory_limit_mb * 1024 * 1024,
@@ -409,7 +411,7 @@ class ForkEngine:
                 "file_bytes": 64 * 1024 * 1024,
             },
         }
-        answer = self._ask(request, timeout + 15)
+        answer = self._ask(request, requests, timeout + 15)
         if answer is None:
             reason = "the grading sandbox stopped answering; the submission was stopped"
             return Execution(
@@ -419,11 +421,14 @@ class ForkEngine:
             )
         return _execution_from_answer(answer, requests)
 
-    def _ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    def _ask(self, request: dict[str, Any], probes: list[dict[str, Any]],
+             timeout: float) -> dict[str, Any] | None:
         process = self._zygote()
         assert process.stdin is not None and process.stdout is not None
+        head = json.dumps(request).encode()
+        cases = json.dumps(probes).encode()
         try:
-            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.write(b"%d %d\n" % (len(head), len(cases)) + head + cases)
             process.stdin.flush()
         except BrokenPipeError:
             self.close()
@@ -442,7 +447,7 @@ class ForkEngine:
             return None
         return answer
 
-    def _zygote(self) -> subprocess.Popen[str]:
+    def _zygote(self) -> subprocess.Popen[bytes]:
         alive = self._process is not None and self._process.poll() is None
         if alive and self._owner == os.getpid():
             assert self._process is not None
@@ -463,7 +468,6 @@ class ForkEngine:
             stderr=subprocess.DEVNULL,
             cwd=self._workdir,
             env=environment,
-            text=True,
         )
         self._owner = os.getpid()
         # Worker processes of a pool end without running atexit hooks; this

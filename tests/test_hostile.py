@@ -18,7 +18,13 @@ from grader.assignment import Assignment
 from grader.inkernel import limits
 from grader.options import GradingOptions
 from grader.pipeline import Grader
-from tests.harness import diagnosis_ids, freqs_doing, grade_cells, grade_freqs_doing
+from tests.harness import (
+    diagnosis_ids,
+    freqs_body,
+    freqs_doing,
+    grade_cells,
+    grade_freqs_doing,
+)
 
 CONFINED = os.geteuid() == 0 and os.uname().sysname == "Linux"
 needs_namespaces = pytest.mark.skipif(
@@ -287,7 +293,8 @@ def test_a_kernel_that_exits_during_probing_fails_fast(assignment: Assignment) -
 @needs_namespaces
 def test_nothing_passes_from_one_submission_to_the_next(grader: Grader) -> None:
     # One sandbox serves many submissions: files in /tmp and /dev/shm and
-    # processes left running must not reach the next one.
+    # processes left running must not reach the next one. In view: the
+    # sandbox (1) and the process serving this submission (the parent).
     leaving = (
         "import os, time\n"
         "open('/tmp/left_behind', 'w').write('x')\n"
@@ -302,7 +309,7 @@ def test_nothing_passes_from_one_submission_to_the_next(grader: Grader) -> None:
         "assert not os.path.exists('/tmp/left_behind')\n"
         "assert not os.path.exists('/dev/shm/left_behind')\n"
         "others = [p for p in os.listdir('/proc') if p.isdigit()\n"
-        "          and int(p) not in (1, os.getpid())]\n"
+        "          and int(p) not in (1, os.getppid(), os.getpid())]\n"
         "assert others == [], others\n"
     )
     result = grade_freqs_doing(grader, checking)
@@ -525,3 +532,54 @@ def test_a_hidden_folder_inside_a_kept_one_stays_hidden_in_each_fresh_tmp(
         [sys.executable, "-c", _RENEWED_SANDBOX, str(kept), str(hidden)],
         capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(shown.stdout) == [[], True]
+
+
+def _memory_hits(*needles: tuple[str, ...]) -> str:
+    """A `compute_class_freqs` that, when defined, counts where each needle
+    lies in its own process's memory, and raises the counts. Each needle is
+    given in parts, joined only at run time, so that the code's own text
+    never holds it; the bytes object that holds it is left out of the count."""
+    parts = ", ".join("(" + ", ".join(repr(p.encode()) for p in needle) + ",)"
+                      for needle in needles)
+    return (
+        "import ctypes\n"
+        "def _hits(parts):\n"
+        "    needle = b''.join(parts)\n"
+        "    own = id(needle) + 32  # where a bytes object keeps its data\n"
+        "    regions = open('/proc/self/maps').read().splitlines()\n"
+        "    hits = 0\n"
+        "    for region in regions:\n"
+        "        fields = region.split()\n"
+        "        if not fields[1].startswith('rw') or region.endswith(']') \\\n"
+        "                and not region.endswith(('[heap]', '[stack]')):\n"
+        "            continue\n"
+        "        start, end = (int(x, 16) for x in fields[0].split('-'))\n"
+        "        data = ctypes.string_at(start, end - start)\n"
+        "        at = data.find(needle)\n"
+        "        while at != -1:\n"
+        "            hits += start + at != own\n"
+        "            at = data.find(needle, at + 1)\n"
+        "    return hits\n"
+        f"def compute_class_freqs(labels, _hits=[_hits(p) for p in ({parts},)]):\n"
+        "    raise ValueError(f'hits {_hits}')\n"
+    )
+
+
+@needs_namespaces
+def test_a_submission_finds_no_hidden_input_and_no_other_submission_in_memory(
+        grader: Grader, assignment: Assignment) -> None:
+    # The first student prints a mark and leaves a comment; the next one
+    # searches its whole memory for them and for a hidden case, before it
+    # is probed. A needle nobody sent is the control: it counts the scan's
+    # own copies of the needle, if any.
+    first = freqs_body("print('LEFT' + 'OVER-' + 'MARK')\n"
+                       "p = labels.mean(axis=0)  # first-student-secret\n"
+                       "return p, 1 - p")
+    grade_cells(grader, "import numpy as np\n", first)
+    hidden = next(case.id for case in assignment.cases_for("compute_class_freqs")
+                  if not case.public)
+    result = grade_cells(grader, "import numpy as np\n", _memory_hits(
+        ("LEFTOVER", "-MARK"), ("first-student", "-secret"),
+        (hidden[:6], hidden[6:]), ("never-", "sent-anywhere")))
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "ValueError: hits [0, 0, 0, 0]" in message, message

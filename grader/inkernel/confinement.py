@@ -42,6 +42,9 @@ MNT_DETACH = 2
 PR_CAPBSET_DROP = 24
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 DEVICES = ("null", "zero", "random", "urandom")
+#: The user a submission runs as in the sandbox: it owns nothing there but
+#: the submission's working folder.
+NOBODY = 65534
 
 _libc = None
 
@@ -192,6 +195,8 @@ class Sandbox:
         self._scratch_renewed = True
         #: Protections set up outside this class (control groups).
         self.limits: list[str] = []
+        #: Who the submissions run as.
+        self.user = NOBODY
         _c().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -220,17 +225,19 @@ class Sandbox:
     @staticmethod
     def confine_child() -> None:
         """In each child, before the submission's code: shared memory and
-        message queues of its own (gone with it), then no capabilities."""
+        message queues of its own (gone with it), then no capabilities and
+        the user `nobody`, so that it cannot signal or read the root
+        processes that serve it."""
         if not unshare(CLONE_NEWIPC):
             raise OSError("no IPC namespace for the submission")
-        drop_capabilities()
+        drop_capabilities(user=NOBODY)
 
     def protections(self) -> list[str]:
         """What holds for a submission: the sandbox's own, then its child's."""
         done = list(self._done) + ["no_capabilities"]
         if self._scratch_renewed:
             done.append("fresh_tmp_per_submission")
-        return done + self.limits + ["private_ipc"]
+        return done + self.limits + ["private_ipc", "unprivileged_user"]
 
 
 def _unmount(target: str) -> bool:
@@ -300,11 +307,17 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def drop_capabilities() -> bool:
+def drop_capabilities(user: int | None = None) -> bool:
+    """No capability now or ever after; with `user`, that user's ids."""
     libc = _c()
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for capability in range(64):
         libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+    if user is not None:
+        # While the capabilities to change ids are still in effect.
+        os.setgroups([])
+        os.setresgid(user, user, user)
+        os.setresuid(user, user, user)
     header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     return libc.capset(ctypes.byref(header), data) == 0

@@ -4,8 +4,18 @@ Started once per grading worker with only numpy, the runtime and the
 Keras/TensorFlow stand-in imported (never the assignment's reference), it
 moves into new mount, network and PID namespaces and control groups where
 the platform allows them (see `confinement` and `limits`), once. Then it
-reads one JSON request per line on stdin, forks a child that runs the
-submission's snippets and probes, and answers one JSON line on stdout.
+reads requests on stdin, forks a child that runs the submission's snippets
+and probes, and answers one JSON line on stdout.
+
+A request is a line "HEAD_BYTES PROBE_BYTES", the head (JSON: snippets,
+limits, and which functions are probed on how many cases), then the
+probes themselves (JSON: the cases' inputs). Each request is served by a
+fresh fork of the sandbox, which itself never reads one, so that no child
+finds another submission in the memory it inherits. The probes never
+enter memory at all, not even the serving fork's: the hidden inputs are
+the same for every submission, and the child could find them before it is
+probed. The kernel moves them from stdin into an anonymous memory file,
+and from there into the child's pipe once its snippets have run.
 
 Before each child: a fresh /tmp and /dev/shm. The child: new session,
 resource limits, no capabilities, a private working directory,
@@ -72,13 +82,54 @@ def main() -> None:
     _SEALED_PROBE = runtime.sealed_probe()
     sandbox = _enter_sandbox(hidden, confinement.python_folders(),
                              int(config.get("memory_bytes", 0)))
-    for line in sys.stdin:
-        request = json.loads(line)
-        answer = _grade_in_child(request, sandbox)
-        answer["id"] = request.get("id")
-        answer["backend"] = installed
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+    while _serve_next(sys.stdin.fileno(), sys.stdout.fileno(), sandbox, installed):
+        pass
+
+
+#: How a request's process says that stdin has ended.
+_END_OF_INPUT = 3
+
+
+def _serve_next(stdin: int, stdout: int, sandbox: Any, installed: Any) -> bool:
+    """Serve one request in a process of its own; False once stdin ends.
+
+    That process reads the request, forks the submission's children and
+    answers. This one never holds a request in its memory, which every
+    child inherits: a submission finds in its own process no other
+    student's code, output or results, and none of the hidden inputs.
+    """
+    pid = os.fork()
+    if pid == 0:
+        leave = os._exit
+        code = 70
+        try:
+            request = _read_request(stdin)
+            if request is None:
+                code = _END_OF_INPUT
+            else:
+                head, held = request
+                with held:
+                    answer = _grade_in_child(head, held, sandbox)
+                answer["id"] = head.get("id")
+                answer["backend"] = installed
+                _write_all(stdout, (json.dumps(answer) + "\n").encode())
+                code = 0
+        finally:
+            leave(code)
+    _, status = os.waitpid(pid, 0)
+    if sandbox is not None:
+        sandbox.end_leftovers()
+    ended = os.WIFEXITED(status) and os.WEXITSTATUS(status) == _END_OF_INPUT
+    if not ended and status != 0:
+        # No answer will come: one the grader will not take, so that it
+        # restarts this sandbox at once instead of waiting for its deadline.
+        _write_all(stdout, b'{"id": null, "status": "sandbox_failed"}\n')
+    return not ended
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any:
@@ -123,6 +174,106 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
 
+def _read_request(stdin: int) -> tuple[dict[str, Any], _HeldProbes] | None:
+    """The next request's head, and its probes held outside memory; None
+    at the end of stdin. Reads no byte past the request."""
+    sizes = _read_line(stdin, 64)
+    if not sizes:
+        return None
+    head_size, probes_size = (int(part) for part in sizes.split())
+    head = json.loads(_read_exactly(stdin, head_size))
+    return head, _HeldProbes(stdin, probes_size)
+
+
+def _read_line(fd: int, limit: int) -> bytes:
+    """One short line, read a byte at a time: nothing after it is taken."""
+    line = b""
+    while len(line) < limit:
+        byte = os.read(fd, 1)
+        if not byte or byte == b"\n":
+            return line
+        line += byte
+    raise ValueError("request line too long")
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            raise EOFError("request cut short")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class _HeldProbes:
+    """A request's probes in an anonymous memory file, moved there from
+    stdin by the kernel (splice) and handed to a child the same way
+    (sendfile), never through this process's memory.
+
+    Where Linux's calls are missing, the bytes pass through memory: the
+    children can then find the inputs of earlier requests there.
+    """
+
+    def __init__(self, stdin: int, size: int) -> None:
+        self.size = size
+        self._file = _memory_file()
+        moved = 0
+        while moved < size:
+            done = _move(stdin, self._file, size - moved)
+            if not done:
+                raise EOFError("request cut short")
+            moved += done
+
+    def send(self, pipe: int, deadline: float) -> None:
+        """The probes and a newline into `pipe`, until `deadline`."""
+        offset = 0
+        while offset < self.size and time.monotonic() < deadline:
+            _, writable, _ = select.select(
+                [], [pipe], [], max(deadline - time.monotonic(), 0))
+            if not writable:
+                continue
+            try:
+                offset += _copy_out(pipe, self._file, offset, self.size - offset)
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                return
+        _send(pipe, b"\n", deadline)
+
+    def __enter__(self) -> _HeldProbes:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self._file)
+
+
+def _memory_file() -> int:
+    try:
+        return os.memfd_create("probes", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        handle, path = tempfile.mkstemp(prefix="probes-")
+        os.unlink(path)
+        return handle
+
+
+def _move(stdin: int, file: int, count: int) -> int:
+    try:
+        return os.splice(stdin, file, min(count, 1 << 20))
+    except (AttributeError, OSError):
+        return os.write(file, os.read(stdin, min(count, 1 << 16)))
+
+
+def _copy_out(pipe: int, file: int, offset: int, count: int) -> int:
+    try:
+        return os.sendfile(pipe, file, offset, count)
+    except (AttributeError, OSError) as exc:
+        if isinstance(exc, BlockingIOError | BrokenPipeError):
+            raise
+        return os.write(pipe, os.pread(file, min(count, 1 << 16), offset))
+
+
 def _set_oom_score(score: int) -> None:
     try:
         with open("/proc/self/oom_score_adj", "w") as adjust:
@@ -131,7 +282,9 @@ def _set_oom_score(score: int) -> None:
         pass
 
 
-def _grade_in_child(request: dict[str, Any], sandbox: Any) -> dict[str, Any]:
+def _grade_in_child(
+    request: dict[str, Any], held: _HeldProbes, sandbox: Any
+) -> dict[str, Any]:
     """Run the submission and probe every function in one child.
 
     Probing in the same process is the fast path. A function whose probing
@@ -139,10 +292,11 @@ def _grade_in_child(request: dict[str, Any], sandbox: Any) -> dict[str, Any]:
     alone: the functions after it are probed again in a fresh child.
     """
     started = time.monotonic()
-    waiting = request.pop("probes")
+    # What is probed, on how many cases; the cases themselves stay held.
+    waiting = request.pop("probe_plan")
     reports: list[Any] = []
     while True:
-        run_reports, status, exit_text = _run_child(request, waiting, sandbox)
+        run_reports, status, exit_text = _run_child(request, waiting, held, sandbox)
         if reports:  # a second run: its snippets were reported already
             run_reports = [r for r in run_reports if _kind(r) != "snippets"]
         reports += run_reports
@@ -183,7 +337,7 @@ def _function(report: Any) -> Any:
 
 
 def _run_child(
-    request: dict[str, Any], probes: list[Any], sandbox: Any
+    request: dict[str, Any], plan: list[Any], held: _HeldProbes, sandbox: Any
 ) -> tuple[list[Any], str, str]:
     if sandbox is not None:
         sandbox.renew_scratch()
@@ -191,10 +345,15 @@ def _run_child(
     # The cases go to the child only once its snippets have run, so code that
     # runs at import or definition time never sees the hidden inputs.
     probes_read, probes_write = os.pipe()
+    # Never blocked by a child that stops reading: the deadline holds.
+    os.set_blocking(probes_write, False)
     request["probes_fd"] = probes_read
     # In the sandbox, the fresh /tmp: TMPDIR names a folder of the machine's.
     workdir = tempfile.mkdtemp(prefix="submission-",
                                dir="/tmp" if sandbox is not None else None)
+    if sandbox is not None:
+        # The submission runs as nobody (see Sandbox.confine_child).
+        os.chown(workdir, sandbox.user, sandbox.user)
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
@@ -206,7 +365,7 @@ def _run_child(
     os.close(probes_read)
 
     deadline = started + float(request.get("timeout", 60))
-    reports, status = _collect(pid, read_end, deadline, probes_write, probes)
+    reports, status = _collect(pid, read_end, deadline, probes_write, plan, held)
     os.close(read_end)
     # Past a function's own limit the child is ended at once.
     exit_text = _reap(pid, time.monotonic() if status == "timeout" else deadline)
@@ -217,7 +376,8 @@ def _run_child(
 
 
 def _collect(
-    pid: int, read_end: int, deadline: float, probes_write: int, probes: list[Any],
+    pid: int, read_end: int, deadline: float, probes_write: int, plan: list[Any],
+    held: _HeldProbes,
 ) -> tuple[list[Any], str]:
     """Read the child's report lines; hand over the cases after its snippets.
 
@@ -225,15 +385,15 @@ def _collect(
     being probed), or once the child has ended and what it wrote is read:
     processes it started may hold the pipe open.
     """
-    limits = {p["function"]: float(p.get("case_timeout", 5)) * max(len(p["cases"]), 1) + 2
-              for p in probes}
+    limits = {p["function"]: float(p.get("case_timeout", 5)) * max(int(p["cases"]), 1) + 2
+              for p in plan}
     submission_deadline = deadline
     buffer = b""
     size = 0
     status = "finished"
     reports: list[Any] = []
-    pending_probes = json.dumps(probes).encode() + b"\n"
-    expected = _ReportOrder([p["function"] for p in probes])
+    functions = [p["function"] for p in plan]
+    expected = _ReportOrder(functions)
     watch = _end_watch(pid)
     child_ended = False
     while True:
@@ -273,7 +433,9 @@ def _collect(
                 status = "tampered"
                 break
             if kind == "snippets":
-                _send(probes_write, pending_probes, deadline)
+                # Which functions this child probes, then all the cases.
+                _send(probes_write, json.dumps(functions).encode() + b"\n", deadline)
+                held.send(probes_write, deadline)
             elif kind == "probing":
                 deadline = min(submission_deadline,
                                time.monotonic() + limits[report["body"]])
@@ -325,6 +487,8 @@ def _send(fd: int, data: bytes, deadline: float) -> None:
         if writable:
             try:
                 data = data[os.write(fd, data[:65536]):]
+            except BlockingIOError:
+                continue
             except BrokenPipeError:
                 return
 
@@ -398,8 +562,10 @@ def _child(
                                      "__builtins__": __builtins__}
         report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
         with os.fdopen(request["probes_fd"], "rb") as handed_over:
-            probes = loads(handed_over.readline() or b"[]")
-        for probe in probes:
+            functions = loads(handed_over.readline() or b"[]")
+            every = {probe["function"]: probe
+                     for probe in loads(handed_over.readline() or b"[]")}
+        for probe in (every[name] for name in functions):
             report("probing", probe["function"])
             report("probe", probe_namespace(probe, namespace))
     except BaseException:  # noqa: BLE001  (nothing may escape a forked child)
