@@ -88,6 +88,10 @@ def main(verbose: int) -> None:
 @click.option("--gradescope", "gradescope_path",
               type=click.Path(path_type=Path, dir_okay=False),
               help="Write Gradescope's results.json (one submission only).")
+@click.option("--public-evidence", is_flag=True,
+              help="Quote values only from public cases: a mistake seen only on "
+                   "a hidden case is named without its values (for feedback "
+                   "students read; implied by --gradescope).")
 @click.option("--cluster", default=None, metavar="ADDRESS",
               help="Grade on a Dask scheduler (tcp://host:8786), or on a local "
                    "cluster of N workers (local:N). Needs grader[cluster].")
@@ -110,6 +114,7 @@ def grade(
     cell_timeout: float,
     case_timeout: float,
     gradescope_path: Path | None,
+    public_evidence: bool,
     cluster: str | None,
     gradebook_path: Path,
     fresh: bool,
@@ -139,6 +144,8 @@ def grade(
         engine=engine,
         cell_timeout=cell_timeout,
         case_timeout=case_timeout,
+        # Gradescope shows the results to the student, who may resubmit.
+        public_evidence=public_evidence or gradescope_path is not None,
         # Students must not read each other's notebooks or the outputs.
         hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions}
                                   | {str(Path.cwd())})),

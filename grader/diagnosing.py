@@ -256,6 +256,17 @@ class _Context:
             return None
         return find_line(self.tree, mistake.locate)
 
+    def quotable(self, case: Case) -> bool:
+        """Whether what the function gave on `case` may be quoted. With
+        public evidence only, a hidden case is named but never quoted:
+        neither its expected values nor what the function returned or
+        raised there, which could carry the hidden inputs."""
+        return case.public or not self.table.public_evidence
+
+
+#: Said instead of the values of a hidden case that may not be quoted.
+HIDDEN_VALUES = "the values of hidden cases are not shown"
+
 
 def _looks_unfinished(context: _Context) -> bool:
     for outcome in context.outcomes.values():
@@ -310,11 +321,12 @@ def _value_diagnoses(context: _Context) -> list[Diagnosis]:
     if outcome.error is not None:
         return [_error_diagnosis(context, failing, outcome)]
     difference = first_difference(outcome, reference[failing.id], tolerance)
+    shown = (f"it returns {difference.got} where {difference.expected} is expected"
+             if context.quotable(failing) else f"its result is wrong ({HIDDEN_VALUES})")
     return [_engine(
         "function.unrecognised",
         f"`{context.name}` gives a wrong result that matches no known mistake. "
-        f"On {failing.description} it returns {difference.got} where "
-        f"{difference.expected} is expected. Compare your formula with the "
+        f"On {failing.description} {shown}. Compare your formula with the "
         "one in the instructions, term by term.",
         context.table, context.name, context.cell,
         context.tree.outer.lineno if context.tree else None,
@@ -400,7 +412,8 @@ def _type_diagnoses(context: _Context) -> list[Diagnosis]:
             id="function.wrong_type",
             message=(f"`{context.name}` returns a {wrong.type_name}; "
                      f"{graded.result_words} is expected. "
-                     f"On {case.description} it returned {describe(wrong)}."),
+                     f"On {case.description} it returned "
+                     f"{describe(wrong) if context.quotable(case) else HIDDEN_VALUES}."),
             kind="type",
             points=graded.type_points,
             cell=context.cell,
@@ -422,6 +435,20 @@ def _explain(
     case: Case | None,
     baseline: dict[str, Expected] | None = None,
 ) -> Diagnosis:
+    if case is not None and not context.quotable(case):
+        text = f"It shows on {case.description} ({HIDDEN_VALUES})."
+    else:
+        text = _evidence_text(context, mistake, case, baseline)
+    line = context.line(mistake)
+    where = f"See cell {context.cell}, line {line}." if line else ""
+    message = " ".join(part for part in (mistake.what, text, where, mistake.fix) if part)
+    return Diagnosis(mistake.id, message, mistake.kind, mistake.points,
+                     context.cell, line)
+
+
+def _evidence_text(context: _Context, mistake: Mistake, case: Case | None,
+                   baseline: dict[str, Expected] | None) -> str:
+    """The mistake's evidence sentence, filled in from `case`."""
     evidence = _Evidence()
     if case is not None:
         evidence.update(case.facts)
@@ -438,11 +465,7 @@ def _explain(
         # With several mistakes, "expected" is the result with only this one
         # fixed; say so, or the numbers look wrong.
         text += " (Compared with your code with only this mistake fixed.)"
-    line = context.line(mistake)
-    where = f"See cell {context.cell}, line {line}." if line else ""
-    message = " ".join(part for part in (mistake.what, text, where, mistake.fix) if part)
-    return Diagnosis(mistake.id, message, mistake.kind, mistake.points,
-                     context.cell, line)
+    return text
 
 
 def _difference_facts(difference: Difference, outcome: CaseOutcome) -> dict[str, Any]:
@@ -477,6 +500,14 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
     assert error is not None  # the caller checked
     where_cell = error.cell or context.cell
     line = error.line if error.cell == context.cell or error.cell else None
+    if not context.quotable(case):
+        return _engine(
+            "function.raised",
+            f"`{context.name}` raised {error.type} on {case.description} "
+            f"({HIDDEN_VALUES}, nor their messages). Check that the function "
+            "handles every shape and value the instructions allow.",
+            context.table, context.name, where_cell, line,
+        )
     shown = f"{error.type}: {error.message}"
     name_match = NAME_ERROR.search(error.message)
     located = context.located

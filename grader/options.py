@@ -21,8 +21,9 @@ class GradingOptions:
     setup_timeout: float = 60.0
     #: Probe the public cases only (a student's self-check).
     public_only: bool = False
-    #: Quote public cases as evidence whenever they show the mistake (a
-    #: forum reply must not reveal hidden results).
+    #: Quote public cases as evidence whenever they show the mistake, and
+    #: never what a hidden case gave (a forum reply, or feedback students
+    #: read and may resubmit after, must not reveal hidden results).
     public_evidence: bool = False
     #: "fork" (a warmed sandbox process forks a child per submission) or
     #: "kernel" (a Jupyter kernel per submission). The full mode always
@@ -38,4 +39,5 @@ class GradingOptions:
         """The settings that can change a verdict, as a gradebook key part."""
         return (f"mode={self.mode} engine={self.engine} backend={self.backend} "
                 f"public_only={self.public_only} cell_timeout={self.cell_timeout} "
-                f"case_timeout={self.case_timeout} memory={self.memory_limit_mb}")
+                f"case_timeout={self.case_timeout} memory={self.memory_limit_mb}"
+                f" public_evidence={self.public_evidence}")

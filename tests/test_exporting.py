@@ -31,6 +31,28 @@ def test_gradescope_results_for_one_submission(tmp_path: Path) -> None:
         "The positive and negative weights are swapped.")
 
 
+def test_gradescope_feedback_quotes_nothing_from_hidden_cases(tmp_path: Path) -> None:
+    import nbformat
+
+    code = ("import numpy as np\n"
+            "def compute_class_freqs(labels):\n"
+            "    if labels.shape[0] != 5:\n"
+            "        raise ValueError('LEAK' + repr(labels.tolist()))\n"
+            "    p = labels.mean(axis=0)\n"
+            "    return p, 1 - p\n")
+    notebook = tmp_path / "leaking.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]),
+                   str(notebook))
+    out = tmp_path / "results.json"
+    done = run("grade", str(notebook), "--gradescope", str(out),
+               "--gradebook", str(tmp_path / "gb"))
+    assert done.returncode == 0, done.stderr
+    freqs = json.loads(out.read_text(encoding="utf-8"))["tests"][0]
+    assert freqs["score"] == 0.0
+    assert freqs["output"].startswith("`compute_class_freqs` raised ValueError on a hidden")
+    assert "LEAK" not in out.read_text(encoding="utf-8")
+
+
 def test_gradescope_needs_exactly_one_submission(tmp_path: Path) -> None:
     done = run("grade", str(SAMPLES), "--gradescope", str(tmp_path / "r.json"))
     assert done.returncode == 2

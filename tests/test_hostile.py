@@ -583,3 +583,36 @@ def test_a_submission_finds_no_hidden_input_and_no_other_submission_in_memory(
         (hidden[:6], hidden[6:]), ("never-", "sent-anywhere")))
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "ValueError: hits [0, 0, 0, 0]" in message, message
+
+
+def test_public_evidence_quotes_nothing_a_hidden_case_gave(
+        assignment: Assignment) -> None:
+    # Feedback that students read (Gradescope) must not carry the hidden
+    # inputs out, whether in an exception's message or in a returned value;
+    # instructors' own reports (the default) quote both.
+    raising = freqs_body("if labels.shape[0] != 5:\n"
+                         "    raise ValueError('LEAK' + repr(labels.tolist()))\n"
+                         "p = labels.mean(axis=0)\nreturn p, 1 - p")
+    returning = freqs_body("p = labels.mean(axis=0)\n"
+                           "if labels.shape[0] != 5:\n"
+                           "    return labels.sum(axis=0) * 1001.0, p\n"
+                           "return p, 1 - p")
+    messages = {}
+    for public_evidence in (False, True):
+        options = GradingOptions(public_evidence=public_evidence)
+        with Grader(assignment, options) as grader:
+            for name, code in (("raising", raising), ("returning", returning)):
+                result = grade_cells(grader, "import numpy as np\n", code)
+                diagnosis, = result.functions["compute_class_freqs"].diagnoses
+                messages[name, public_evidence] = (diagnosis.id, diagnosis.message)
+    # The hidden case with 7 examples: its first column sums to 4.
+    assert messages["raising", False][0] == "function.raised"
+    assert "LEAK[[1, 0, 1, 0]" in messages["raising", False][1]
+    assert messages["returning", False][0] == "function.unrecognised"
+    assert "4004" in messages["returning", False][1]
+    assert messages["raising", True][0] == "function.raised"
+    assert "LEAK" not in messages["raising", True][1]
+    assert "raised ValueError on a hidden case" in messages["raising", True][1]
+    assert messages["returning", True][0] == "function.unrecognised"
+    assert "4004" not in messages["returning", True][1]
+    assert "the values of hidden cases are not shown" in messages["returning", True][1]
