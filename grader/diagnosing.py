@@ -230,7 +230,8 @@ def diagnose(
             "or fills memory and then waits on them.",
             table, name, definition.cell, definition.line,
         )]
-    if tree is not None and has_placeholder(tree) and _looks_unfinished(context):
+    # The outcomes first: walking the tree costs more, and most pass.
+    if tree is not None and _looks_unfinished(context) and has_placeholder(tree):
         return _catalogued(context, "unfinished")
 
     diagnoses = _catalogued(context, "mutation")
