@@ -280,6 +280,7 @@ def test_the_kernel_engine_reports_the_protections_it_applied(
     assert result.protections["engine"] == "kernel"
     confinement = result.protections["confinement"]
     assert "private_workdir" in confinement and "memory_limit" in confinement
+    assert "file_size_limit" in confinement
     if CONFINED:
         for protection in ("pid_namespace", "private_proc", "no_network",
                            "read_only_root", "private_tmp", "minimal_dev",
@@ -288,6 +289,15 @@ def test_the_kernel_engine_reports_the_protections_it_applied(
             assert protection in confinement
         assert ("process_limit=64" in confinement) == limits.available("pids")
         assert ("memory_limit_for_all" in confinement) == limits.available("memory")
+
+
+def test_a_kernel_writes_no_file_larger_than_the_limit(kernel_grader: Grader) -> None:
+    # What a kernel writes lands on the machine's disk.
+    code = ("with open('big.bin', 'wb') as out:\n"
+            "    out.write(bytes(65 * 1024 * 1024))\n")
+    result = grade_freqs_doing(kernel_grader, code)
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
+    assert "File too large" in result.functions["compute_class_freqs"].diagnoses[0].message
 
 
 @pytest.mark.skipif(not (CONFINED and limits.available("pids")),
@@ -421,4 +431,5 @@ def test_without_namespaces_the_kernel_starts_and_says_so(
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert output.split() == ["True", str(os.getpid())]
-    assert json.loads(report.read_text()) == ["private_workdir", "memory_limit"]
+    assert json.loads(report.read_text()) == [
+        "private_workdir", "file_size_limit", "memory_limit"]

@@ -110,15 +110,23 @@ def _confiner(config: dict[str, Any]) -> Callable[[bool], list[str]]:
     return confine
 
 
+#: The largest file a kernel may write: what it writes lands on the
+#: machine's disk, in its working folder.
+FILE_BYTES = 64 * 1024 * 1024
+
+
 def _limit_resources(memory: int) -> list[str]:
+    done = []
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
+        done.append("file_size_limit")
         if memory:  # none for TensorFlow, which maps gigabytes it never uses
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            return ["memory_limit"]
+            done.append("memory_limit")
     except (ValueError, OSError):  # a platform that refuses the limit
         pass
-    return []
+    return done
 
 
 def _warden(command: list[str], confine: Callable[[bool], list[str]],
