@@ -387,8 +387,14 @@ class ForkEngine:
                     self._process.stdin.close()
                 self._process.wait(timeout=2)
             except (OSError, subprocess.TimeoutExpired):
-                self._process.kill()
-                self._process.wait()
+                # Still serving a submission: told to stop, it ends the
+                # namespace (every process in it) and removes its groups.
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._process = None
 

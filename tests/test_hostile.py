@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,11 +96,13 @@ def test_submissions_of_others_are_hidden(grader: Grader) -> None:
 def test_no_process_outlives_grading_and_the_grader_is_invisible(
     grader: Grader, tmp_path: Path
 ) -> None:
-    marker = "grader-hostile-sleeper-4242"
+    # A sleep of a length nothing else uses marks the submission's process;
+    # it must have started (poll() is None) for the test to mean anything.
+    marker = "sleep 4242.4242"
     code = (
         "import subprocess, os\n"
-        f"subprocess.Popen(['sh', '-c', 'exec -a {marker} sleep 300'],"
-        " start_new_session=True)\n"
+        f"sleeper = subprocess.Popen({marker.split()!r}, start_new_session=True)\n"
+        "assert sleeper.poll() is None\n"
         "assert os.getpid() < 10\n"
         "assert len([p for p in os.listdir('/proc') if p.isdigit()]) < 10\n"
     )
@@ -616,3 +620,42 @@ def test_public_evidence_quotes_nothing_a_hidden_case_gave(
     assert messages["returning", True][0] == "function.unrecognised"
     assert "4004" not in messages["returning", True][1]
     assert "the values of hidden cases are not shown" in messages["returning", True][1]
+
+
+@needs_namespaces
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["told", "killed"])
+def test_a_stopped_sandbox_ends_every_process_in_it(
+        assignment: Assignment, stop: signal.Signals) -> None:
+    # The grader stops a sandbox that does not answer in time: nothing the
+    # submission started may go on running once it is stopped, however.
+    marker = f"sleep 4243.{int(stop)}"
+    code = (f"import subprocess\n"
+            f"subprocess.Popen({marker.split()!r})\n"
+            "while True:\n"
+            "    try:\n"
+            "        pass\n"
+            "    except BaseException:\n"
+            "        pass\n")
+    with Grader(assignment, GradingOptions(case_timeout=1.0)) as grader:
+        grade_freqs_doing(grader, "pass")  # the sandbox is up
+        sandbox = grader.fork_engine._process
+        assert sandbox is not None
+        grading = threading.Thread(target=grade_freqs_doing, args=(grader, code))
+        grading.start()
+
+        def running() -> bool:
+            found = subprocess.run(["pgrep", "-f", marker], capture_output=True)
+            return found.returncode == 0
+
+        deadline = time.monotonic() + 20
+        while not running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running()
+        os.kill(sandbox.pid, stop)
+        deadline = time.monotonic() + 5
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not running()
+        grading.join(timeout=60)
+    if stop == signal.SIGTERM and limits.available("pids"):
+        assert not any(Path(limits.CGROUP_ROOT).rglob(f"grader-sandbox-{sandbox.pid}"))

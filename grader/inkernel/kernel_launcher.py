@@ -38,6 +38,7 @@ from typing import Any
 from .confinement import (
     CLONE_NEWPID,
     PR_SET_DUMPABLE,
+    PR_SET_PDEATHSIG,
     _c,
     confine_kernel,
     python_folders,
@@ -47,7 +48,6 @@ from .limits import SandboxGroups
 
 #: Signals jupyter_client and the grader send to end or interrupt a kernel.
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-PR_SET_PDEATHSIG = 1
 #: Variable meant for the launcher, not for the kernel.
 LAUNCHER_VARIABLE = "PYTHONPATH"
 #: The grader's PID, which ipykernel watches to end with it. From inside a

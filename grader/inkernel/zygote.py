@@ -148,7 +148,9 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
         CLONE_NEWNET,
         CLONE_NEWNS,
         CLONE_NEWPID,
+        PR_SET_PDEATHSIG,
         Sandbox,
+        _c,
         unshare,
     )
     from .limits import SandboxGroups
@@ -159,6 +161,10 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
     groups.keep_reach()
     pid = os.fork()
     if pid == 0:
+        # Ended with the process outside, and with it the whole namespace.
+        _c().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() == 1:
+            os._exit(70)  # the process outside is gone already
         groups.let_go()
         joined = groups.join()
         # When the group runs out of memory, the submission goes, not this.
@@ -169,7 +175,10 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
             os._exit(71)
         sandbox.limits = joined
         return sandbox
-    _, status = os.waitpid(pid, 0)
+    # Told to stop (the grader gave up on an answer, or is closing): the
+    # sandbox ends with every process in it, and its groups go.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    _, status = os.waitpid(pid, 0)  # resumed after the handler (PEP 475)
     groups.remove()
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
@@ -294,6 +303,9 @@ def _grade_in_child(
     started = time.monotonic()
     # What is probed, on how many cases; the cases themselves stay held.
     waiting = request.pop("probe_plan")
+    # One deadline for the submission, however many children it takes: the
+    # grader waits only so long for the answer.
+    request["deadline"] = started + float(request.get("timeout", 60))
     reports: list[Any] = []
     while True:
         run_reports, status, exit_text = _run_child(request, waiting, held, sandbox)
@@ -354,7 +366,6 @@ def _run_child(
     if sandbox is not None:
         # The submission runs as nobody (see Sandbox.confine_child).
         os.chown(workdir, sandbox.user, sandbox.user)
-    started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         os.close(read_end)
@@ -364,7 +375,7 @@ def _run_child(
     os.close(write_end)
     os.close(probes_read)
 
-    deadline = started + float(request.get("timeout", 60))
+    deadline = request["deadline"]
     reports, status = _collect(pid, read_end, deadline, probes_write, plan, held)
     os.close(read_end)
     # Past a function's own limit the child is ended at once.
