@@ -82,6 +82,22 @@ class Execution:
     protections: dict[str, Any] = field(default_factory=dict)
 
 
+def merge_executions(first: Execution, second: Execution) -> Execution:
+    """One submission run twice on different cases, as if run once: each
+    function's outcomes together, and a function that did not run in
+    either run failed as it failed there first."""
+    runs = dict(second.runs)
+    for name, run in first.runs.items():
+        other = runs.get(name)
+        if other is None or run.status != "ran":
+            runs[name] = run
+        elif other.status == "ran":
+            runs[name] = FunctionRun(name, "ran", run.outcomes + other.outcomes,
+                                     output=run.output + other.output)
+    return Execution(runs, first.statuses, first.backend,
+                     first.failure or second.failure, first.protections)
+
+
 class KernelPackage:
     """A private copy of `grader.inkernel` for kernels to import.
 

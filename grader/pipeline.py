@@ -30,8 +30,14 @@ from grader.diagnosing import (
     failed_snippets,
 )
 from grader.errors import SubmissionError
-from grader.executing import ForkEngine, KernelPackage, execute_in_kernel
-from grader.locating import locate
+from grader.executing import (
+    Execution,
+    ForkEngine,
+    KernelPackage,
+    execute_in_kernel,
+    merge_executions,
+)
+from grader.locating import LocatedCode, locate
 from grader.options import GradingOptions
 from grader.probing import probe_request
 from grader.reading import Notebook, display_path, read_notebook
@@ -152,15 +158,15 @@ class Grader:
         """Grade a notebook already read: locate, execute, diagnose, score."""
         names = [f.name for f in self.assignment.functions]
         located = locate(notebook, names)
-        requests = [
-            probe_request(name, self.table.cases[name], self.options.case_timeout)
-            for name in names
-            if name in located.definitions
-        ]
-        if self.options.mode == "full" or self.options.engine == "kernel":
-            execution = execute_in_kernel(located, requests, self.options, self.package)
+        present = [name for name in names if name in located.definitions]
+        if self.options.public_evidence:
+            # What is quoted (public cases) comes from a process that never
+            # held a hidden input: the hidden cases run apart, afterwards.
+            public = self._execute(located, present, public=True)
+            hidden = self._execute(located, present, public=False)
+            execution = merge_executions(public, hidden)
         else:
-            execution = self.fork_engine.execute(located, requests)
+            execution = self._execute(located, present)
         failed_imports = failed_import_names(execution.statuses, located)
         failed_definitions = failed_snippets(execution.statuses)
 
@@ -180,6 +186,20 @@ class Grader:
             backend=execution.backend,
             protections=execution.protections,
         )
+
+    def _execute(self, located: LocatedCode, names: list[str],
+                 public: bool | None = None) -> Execution:
+        """Run the submission and probe `names` on their cases: all of them,
+        or only the public (True) or the hidden (False) ones."""
+        requests = []
+        for name in names:
+            cases = [case for case in self.table.cases[name]
+                     if public is None or case.public == public]
+            if cases:
+                requests.append(probe_request(name, cases, self.options.case_timeout))
+        if self.options.mode == "full" or self.options.engine == "kernel":
+            return execute_in_kernel(located, requests, self.options, self.package)
+        return self.fork_engine.execute(located, requests)
 
     def grade_many(
         self,

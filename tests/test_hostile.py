@@ -659,3 +659,33 @@ def test_a_stopped_sandbox_ends_every_process_in_it(
         grading.join(timeout=60)
     if stop == signal.SIGTERM and limits.available("pids"):
         assert not any(Path(limits.CGROUP_ROOT).rglob(f"grader-sandbox-{sandbox.pid}"))
+
+
+def test_public_evidence_comes_from_a_process_without_hidden_inputs(
+        assignment: Assignment) -> None:
+    # The first function keeps every input it is given; the second raises
+    # them on its public case, which is quoted. Under public evidence the
+    # public cases run in a process that never held a hidden one; the
+    # frames of the probe hold public cases only, too.
+    keeping = ("SEEN = []\n"
+               + freqs_body("SEEN.append(labels.tolist())\n"
+                            "p = labels.mean(axis=0)\nreturn p, 1 - p"))
+    telling = (
+        "import sys\n"
+        "def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):\n"
+        "    def weighted_loss(y_true, y_pred):\n"
+        "        frame, held = sys._getframe(), []\n"
+        "        while frame is not None:\n"
+        "            held.append(repr(frame.f_locals.get('every')))\n"
+        "            frame = frame.f_back\n"
+        "        raise ValueError('LEAK' + repr(SEEN) + ''.join(held))\n"
+        "    return weighted_loss\n")
+    with Grader(assignment, GradingOptions(public_evidence=True)) as grader:
+        result = grade_cells(grader, "import numpy as np\n", keeping, telling)
+    message = result.functions["get_weighted_loss"].diagnoses[0].message
+    assert "LEAK[[[1, 0, 0]" in message  # the public labels, quoted
+    hidden = [case for case in assignment.cases if not case.public]
+    assert hidden
+    for case in hidden:
+        assert case.id not in message
+    assert "[1, 0, 1, 0]" not in message  # the first hidden labels' first row
