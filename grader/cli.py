@@ -74,7 +74,8 @@ def main(verbose: int) -> None:
                    "TensorFlow.")
 @click.option("--assignment", "assignment_dir",
               type=click.Path(path_type=Path, file_okay=False),
-              help="Assignment folder (default: the one shipped in reference/).")
+              help="Assignment folder (default: the one shipped with the grader, "
+                   "reference/chest_xray in the project).")
 @click.option("--engine", type=click.Choice(["fork", "kernel"]), default="fork",
               show_default=True,
               help="How the default mode runs code: a forked sandbox per "
@@ -320,6 +321,8 @@ def check_command(notebook: Path, json_path: Path | None,
     except (UsageError, AssignmentError) as exc:
         raise click.UsageError(str(exc)) from None
     result = check_notebook(notebook, assignment)
+    # One notebook on its own: its file name names the student, as in grade.
+    result = dataclasses.replace(result, student=notebook.stem)
     if json_path:
         write_json(json_path, assignment, [result])
     passed = print_check(Console(highlight=False), result)

@@ -61,15 +61,33 @@ def extract_code(post: str) -> tuple[str, list[str]]:
         code = "\n".join(TAG.sub("", block) for block in blocks)
         repairs.append("took the code from the post's <pre> block")
         return code, repairs
-    lines = post.splitlines()
-    indented = [line[4:] for line in lines if line.startswith("    ")]
-    if len(indented) >= 2 and all(CODE_LINE.match(line) or not line.strip()
-                                  for line in indented):
-        return "\n".join(indented), repairs
+    lines = post.expandtabs(4).splitlines()
+    indented = _indented_blocks(lines)
+    if indented:
+        return "\n\n".join(indented), repairs
     code_lines = [line for line in lines if CODE_LINE.match(line)
                   and not line.strip().endswith((".", "?", "!"))]
     repairs.append("took the lines that look like code from the post's text")
     return "\n".join(code_lines), repairs
+
+
+def _indented_blocks(lines: list[str]) -> list[str]:
+    """Markdown's indented code blocks: runs of lines indented by four
+    spaces or more after a blank line, kept where a line looks like code
+    (a continuation line of an expression need not)."""
+    blocks, run = [], []
+    previous_blank = True
+    for line in [*lines, ""]:
+        if line.startswith("    ") and (run or previous_blank):
+            run.append(line[4:])
+        elif not line.strip() and run:
+            run.append("")
+        else:
+            if any(CODE_LINE.match(text) for text in run):
+                blocks.append("\n".join(run).strip("\n"))
+            run = []
+        previous_blank = not line.strip()
+    return blocks
 
 
 def repair(code: str) -> tuple[str, list[str]]:

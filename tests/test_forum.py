@@ -76,3 +76,31 @@ def test_shared_forum_cases(post: str, tmp_path: Path) -> None:
     for line in expected.get("repaired_lines", []):
         assert any(line in repaired for repaired in report["repairs"])
     assert "Reply:" in done.stdout
+
+
+def test_an_indented_block_with_a_continuation_line_is_taken_whole() -> None:
+    post = ("My loop:\n\n"
+            "    for i in range(3):\n"
+            "        loss += -(K.sum(a[:, i]) +\n"
+            "                  K.sum(b[:, i]))\n\n"
+            "Thanks!\n")
+    code, repairs = extract_code(post)
+    assert code == ("for i in range(3):\n"
+                    "    loss += -(K.sum(a[:, i]) +\n"
+                    "              K.sum(b[:, i]))")
+    assert repairs == []
+
+
+def test_the_readme_example_post_gets_its_reply(tmp_path: Path) -> None:
+    post = Path(__file__).resolve().parent.parent / "examples" / "forum_post.md"
+    out = tmp_path / "reply.json"
+    done = subprocess.run([sys.executable, "-m", "grader", "forum", str(post),
+                           "--json", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+    submission = result["submissions"][0]
+    assert result["function"] == "get_weighted_loss"
+    assert [d["id"] for d in submission["functions"]["get_weighted_loss"]["diagnoses"]] \
+        == ["loss.sum_instead_of_mean"]
+    assert "exactly 4 x the -0.4956 that averaging gives" in done.stdout

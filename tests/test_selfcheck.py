@@ -24,6 +24,7 @@ def test_a_passing_notebook_exits_0_and_mentions_hidden_cases(tmp_path: Path) ->
     assert "Only the public cases were run." in done.stdout
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["submissions"][0]["score"] == 20.0
+    assert report["submissions"][0]["student"] == "correct_vectorised"
 
 
 def test_a_failing_notebook_exits_1_with_the_hint() -> None:
