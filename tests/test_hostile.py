@@ -78,8 +78,11 @@ def test_no_file_outside_the_sandbox_changes(grader: Grader, tmp_path: Path) -> 
                          freqs_doing(f"open({str(target)!r}, 'w').write('x')"))
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
     message = result.functions["compute_class_freqs"].diagnoses[0].message
-    # Read-only, or not even there when the project itself sits under /tmp.
-    assert "Read-only file system" in message or "No such file" in message
+    # Read-only; or, when the project itself sits under /tmp, not there, or
+    # there only as the root-owned parent of a virtual environment kept in
+    # view, which the submission (nobody) may not write to.
+    assert any(reason in message for reason in
+               ("Read-only file system", "No such file", "Permission denied"))
     assert not target.exists()
 
 
