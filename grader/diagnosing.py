@@ -198,10 +198,12 @@ def diagnose(
             table, name, definition.cell, definition.line,
         )]
     if run.status != "ran":
+        advice = ("Remove code that writes to files or pipes it did not open."
+                  if run.status == "tampered" else
+                  "Check for endless loops, very large arrays or code that exits.")
         return [_engine(
             "function.timeout" if run.status == "timeout" else "function.crashed",
-            f"`{name}` could not be graded: {run.reason or run.status}. "
-            "Check for endless loops, very large arrays or code that exits.",
+            f"`{name}` could not be graded: {run.reason or run.status}. {advice}",
             table, name, definition.cell, definition.line,
         )]
 

@@ -522,7 +522,7 @@ def _execution_from_answer(
         name = request["function"]
         if status == "tampered":
             runs[name] = FunctionRun(
-                name, "crashed",
+                name, "tampered",
                 reason="the submission wrote into the grader's report channel, "
                 "so none of its results can be trusted")
         elif name in probes:

@@ -59,7 +59,8 @@ class FunctionRun:
     """How probing one graded function went."""
 
     name: str
-    #: "ran", "missing", "timeout", "crashed" or "malformed".
+    #: "ran", "missing", "timeout", "crashed", "tampered" (something else
+    #: wrote to the report channel) or "malformed".
     status: str
     outcomes: tuple[CaseOutcome, ...] = ()
     reason: str = ""
