@@ -10,6 +10,7 @@ results of the wrong type and arguments changed in place are explained too.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import logging
 import re
@@ -269,6 +270,12 @@ class _Context:
 
 #: Said instead of the values of a hidden case that may not be quoted.
 HIDDEN_VALUES = "the values of hidden cases are not shown"
+#: Exception names that may be quoted from a hidden case: Python's own.
+#: Any other name was chosen by the submission, which can spell out the
+#: hidden inputs in a class name.
+BUILTIN_ERRORS = frozenset(
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException))
 
 
 def _looks_unfinished(context: _Context) -> bool:
@@ -413,7 +420,8 @@ def _type_diagnoses(context: _Context) -> list[Diagnosis]:
                 return [_explain(context, mistake, case)]
         return [Diagnosis(
             id="function.wrong_type",
-            message=(f"`{context.name}` returns a {wrong.type_name}; "
+            message=(f"`{context.name}` returns a "
+                     f"{wrong.type_name if context.quotable(case) else 'value'}; "
                      f"{graded.result_words} is expected. "
                      f"On {case.description} it returned "
                      f"{describe(wrong) if context.quotable(case) else HIDDEN_VALUES}."),
@@ -504,9 +512,10 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
     where_cell = error.cell or context.cell
     line = error.line if error.cell == context.cell or error.cell else None
     if not context.quotable(case):
+        kind = error.type if error.type in BUILTIN_ERRORS else "an exception"
         return _engine(
             "function.raised",
-            f"`{context.name}` raised {error.type} on {case.description} "
+            f"`{context.name}` raised {kind} on {case.description} "
             f"({HIDDEN_VALUES}, nor their messages). Check that the function "
             "handles every shape and value the instructions allow.",
             context.table, context.name, where_cell, line,

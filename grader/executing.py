@@ -98,6 +98,20 @@ def merge_executions(first: Execution, second: Execution) -> Execution:
                      first.failure or second.failure, first.protections)
 
 
+def without_reasons(execution: Execution) -> Execution:
+    """`execution` with each failure told in the same words: an exit status
+    or a crash's detail, chosen by the submission, can carry data out."""
+    runs = {
+        name: run if run.status == "ran" else FunctionRun(
+            name, run.status,
+            reason="it stopped on a hidden case (details of hidden cases are "
+            "not shown)")
+        for name, run in execution.runs.items()
+    }
+    return Execution(runs, execution.statuses, execution.backend,
+                     execution.failure, execution.protections)
+
+
 class KernelPackage:
     """A private copy of `grader.inkernel` for kernels to import.
 

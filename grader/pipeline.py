@@ -36,6 +36,7 @@ from grader.executing import (
     KernelPackage,
     execute_in_kernel,
     merge_executions,
+    without_reasons,
 )
 from grader.locating import LocatedCode, locate
 from grader.options import GradingOptions
@@ -164,7 +165,7 @@ class Grader:
             # held a hidden input: the hidden cases run apart, afterwards.
             public = self._execute(located, present, public=True)
             hidden = self._execute(located, present, public=False)
-            execution = merge_executions(public, hidden)
+            execution = merge_executions(public, without_reasons(hidden))
         else:
             execution = self._execute(located, present)
         failed_imports = failed_import_names(execution.statuses, located)

@@ -603,6 +603,14 @@ def test_public_evidence_quotes_nothing_a_hidden_case_gave(
     raising = freqs_body("if labels.shape[0] != 5:\n"
                          "    raise ValueError('LEAK' + repr(labels.tolist()))\n"
                          "p = labels.mean(axis=0)\nreturn p, 1 - p")
+    # The class name is the submission's to choose, too.
+    naming = freqs_body("if labels.shape[0] != 5:\n"
+                        "    raise type('LEAK' + str(labels.sum()), (Exception,), {})()\n"
+                        "p = labels.mean(axis=0)\nreturn p, 1 - p")
+    exiting = freqs_body("import os\n"
+                         "if labels.shape[0] != 5:\n"
+                         "    os._exit(int(labels.sum()))\n"
+                         "p = labels.mean(axis=0)\nreturn p, 1 - p")
     returning = freqs_body("p = labels.mean(axis=0)\n"
                            "if labels.shape[0] != 5:\n"
                            "    return labels.sum(axis=0) * 1001.0, p\n"
@@ -611,7 +619,8 @@ def test_public_evidence_quotes_nothing_a_hidden_case_gave(
     for public_evidence in (False, True):
         options = GradingOptions(public_evidence=public_evidence)
         with Grader(assignment, options) as grader:
-            for name, code in (("raising", raising), ("returning", returning)):
+            for name, code in (("raising", raising), ("returning", returning),
+                               ("naming", naming), ("exiting", exiting)):
                 result = grade_cells(grader, "import numpy as np\n", code)
                 diagnosis, = result.functions["compute_class_freqs"].diagnoses
                 messages[name, public_evidence] = (diagnosis.id, diagnosis.message)
@@ -626,6 +635,14 @@ def test_public_evidence_quotes_nothing_a_hidden_case_gave(
     assert messages["returning", True][0] == "function.unrecognised"
     assert "4004" not in messages["returning", True][1]
     assert "the values of hidden cases are not shown" in messages["returning", True][1]
+    # The hidden case with 7 examples holds 14 ones.
+    assert "LEAK14" in messages["naming", False][1]
+    assert "LEAK" not in messages["naming", True][1]
+    assert "raised an exception on a hidden case" in messages["naming", True][1]
+    assert messages["exiting", False][0] == "function.crashed"
+    assert "exit status 14" in messages["exiting", False][1]
+    assert messages["exiting", True][0] == "function.crashed"
+    assert "exit status" not in messages["exiting", True][1]
 
 
 @needs_namespaces
@@ -695,3 +712,27 @@ def test_public_evidence_comes_from_a_process_without_hidden_inputs(
     for case in hidden:
         assert case.id not in message
     assert "[1, 0, 1, 0]" not in message  # the first hidden labels' first row
+
+
+@needs_namespaces
+@pytest.mark.skipif(not (CONFINED and limits.available("memory")),
+                    reason="no memory control group can be made here")
+def test_memory_that_outlives_a_process_never_costs_the_sandbox(
+        assignment: Assignment) -> None:
+    # Files in /tmp are memory charged to whoever wrote them, and stay
+    # when the writer dies: the out-of-memory killer must find only the
+    # submission's processes in the group, never the sandbox's.
+    code = ("chunk = b'x' * 2**20\n"
+            "for i in range(250):\n"
+            "    with open(f'/tmp/fill{i}', 'wb') as out:\n"
+            "        out.write(chunk)\n")
+    options = GradingOptions(case_timeout=10.0, memory_limit_mb=128)
+    with Grader(assignment, options) as grader:
+        grade_freqs_doing(grader, "")
+        sandbox = grader.fork_engine._process
+        filled = grade_freqs_doing(grader, code)
+        after = grade_freqs_doing(grader, "")
+        assert grader.fork_engine._process is sandbox  # not started again
+    assert "oom_spares_sandbox" in filled.protections["confinement"]
+    assert diagnosis_ids(filled, "compute_class_freqs") == ["function.crashed"]
+    assert diagnosis_ids(after, "compute_class_freqs") == []

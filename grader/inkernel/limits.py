@@ -30,6 +30,7 @@ class SandboxGroups:
 
     def __init__(self, memory_bytes: int) -> None:
         self.folders: list[str] = []
+        self.controllers: list[str] = []
         self.protections: list[str] = []
         self._parents: list[tuple[int, str]] = []
         name = f"grader-sandbox-{os.getpid()}"
@@ -42,13 +43,17 @@ class SandboxGroups:
             folder = _make(controller, name, settings)
             if folder is not None:
                 self.folders.append(folder)
+                self.controllers.append(controller)
                 self.protections.append(said)
 
-    def join(self) -> list[str]:
-        """Put the calling process, and so all it starts, in the groups;
-        the protections that hold afterwards."""
+    def join(self, controllers: tuple[str, ...] = ("pids", "memory")) -> list[str]:
+        """Put the calling process, and so all it starts, in the groups of
+        `controllers`; the protections that hold afterwards."""
         joined = []
-        for folder, said in zip(self.folders, self.protections):
+        for folder, controller, said in zip(self.folders, self.controllers,
+                                            self.protections):
+            if controller not in controllers:
+                continue
             try:
                 with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
                     procs.write(str(os.getpid()))
@@ -56,6 +61,23 @@ class SandboxGroups:
             except OSError:
                 pass
         return joined
+
+    def open_for_children(self, controller: str) -> tuple[list[int], list[str]]:
+        """Handles on the `controller` groups' process lists, opened while
+        /sys is in view, for children to join by writing "0" there; and
+        the protections that then hold for them."""
+        handles, said = [], []
+        for folder, kind, protection in zip(self.folders, self.controllers,
+                                            self.protections):
+            if kind != controller:
+                continue
+            try:
+                handles.append(os.open(os.path.join(folder, "cgroup.procs"),
+                                       os.O_WRONLY | os.O_CLOEXEC))
+                said.append(protection)
+            except OSError:
+                pass
+        return handles, said
 
     def keep_reach(self) -> None:
         """Hold on to the groups' parent folders, for `remove` to work after

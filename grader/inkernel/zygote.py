@@ -166,14 +166,19 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
         if os.getppid() == 1:
             os._exit(70)  # the process outside is gone already
         groups.let_go()
-        joined = groups.join()
-        # When the group runs out of memory, the submission goes, not this.
-        _set_oom_score(-1000)
+        # The process limit counts the sandbox's own processes too; the
+        # memory limit only the submissions', which join its group
+        # themselves: out of memory, the kernel ends a submission's
+        # process, never the sandbox's.
+        joined = groups.join(("pids",))
+        memory_handles, memory_said = groups.open_for_children("memory")
+        spared = _set_oom_score(-1000) or bool(memory_handles)
         try:
             sandbox = Sandbox(hidden, keep)
         except OSError:
             os._exit(71)
-        sandbox.limits = joined
+        sandbox.group_handles = memory_handles
+        sandbox.limits = joined + memory_said + (["oom_spares_sandbox"] if spared else [])
         return sandbox
     # Told to stop (the grader gave up on an answer, or is closing): the
     # sandbox ends with every process in it, and its groups go.
@@ -283,12 +288,13 @@ def _copy_out(pipe: int, file: int, offset: int, count: int) -> int:
         return os.write(pipe, os.pread(file, min(count, 1 << 16), offset))
 
 
-def _set_oom_score(score: int) -> None:
+def _set_oom_score(score: int) -> bool:
     try:
         with open("/proc/self/oom_score_adj", "w") as adjust:
             adjust.write(str(score))
     except OSError:
-        pass
+        return False
+    return True
 
 
 def _grade_in_child(
@@ -383,6 +389,10 @@ def _run_child(
     if sandbox is not None:
         sandbox.end_leftovers()
     shutil.rmtree(workdir, ignore_errors=True)
+    if sandbox is not None:
+        # What the child left in /tmp and /dev/shm is charged to the
+        # sandbox's memory until those go: gone now, not with the next one.
+        sandbox.renew_scratch()
     return reports, status, exit_text
 
 
@@ -554,6 +564,8 @@ def _child(
     code = 0
     leave = os._exit  # taken now: student code may replace os._exit
     try:
+        for handle in getattr(sandbox, "group_handles", ()):
+            os.write(handle, b"0")  # into the submissions' memory group
         _close_other_files(write_end, request["probes_fd"])
         _isolate(request, workdir, sandbox)
         from . import runtime
