@@ -119,6 +119,10 @@ def _serve_next(stdin: int, stdout: int, sandbox: Any, installed: Any) -> bool:
     _, status = os.waitpid(pid, 0)
     if sandbox is not None:
         sandbox.end_leftovers()
+        # A fresh /tmp and /dev/shm for the next submission, made now, after
+        # this one's answer is on its way: unmounting waits on the kernel,
+        # and what it left stops being charged to the memory group at once.
+        sandbox.renew_scratch()
     ended = os.WIFEXITED(status) and os.WEXITSTATUS(status) == _END_OF_INPUT
     if not ended and status != 0:
         # No answer will come: one the grader will not take, so that it
@@ -357,8 +361,8 @@ def _function(report: Any) -> Any:
 def _run_child(
     request: dict[str, Any], plan: list[Any], held: _HeldProbes, sandbox: Any
 ) -> tuple[list[Any], str, str]:
-    if sandbox is not None:
-        sandbox.renew_scratch()
+    # /tmp and /dev/shm were renewed after the previous submission (a retry
+    # of this one's functions finds what its own first child left).
     read_end, write_end = os.pipe()
     # The cases go to the child only once its snippets have run, so code that
     # runs at import or definition time never sees the hidden inputs.
@@ -389,10 +393,6 @@ def _run_child(
     if sandbox is not None:
         sandbox.end_leftovers()
     shutil.rmtree(workdir, ignore_errors=True)
-    if sandbox is not None:
-        # What the child left in /tmp and /dev/shm is charged to the
-        # sandbox's memory until those go: gone now, not with the next one.
-        sandbox.renew_scratch()
     return reports, status, exit_text
 
 
