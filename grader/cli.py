@@ -264,7 +264,8 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     graded = sum(1 for r in results if r.status == "graded")
     full_marks = sum(1 for r in results if r.status == "graded" and r.score == r.max_score)
     console.print(
-        f"\n{len(results)} submissions: {graded} graded, {full_marks} with full "
+        f"\n{len(results)} submission{'' if len(results) == 1 else 's'}: "
+        f"{graded} graded, {full_marks} with full "
         f"marks, {len(results) - graded} could not be read.",
         soft_wrap=True,
     )

@@ -21,6 +21,7 @@ def test_gradescope_results_for_one_submission(tmp_path: Path) -> None:
     done = run("grade", str(SAMPLES / "swapped_weights.ipynb"), "--gradescope",
                str(out), "--gradebook", str(tmp_path / "gb"))
     assert done.returncode == 0, done.stderr
+    assert "\n1 submission: 1 graded, 0 with full marks" in done.stdout
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["score"] == 12.0
     assert [(t["name"], t["score"], t["max_score"], t["visibility"])
