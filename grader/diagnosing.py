@@ -512,13 +512,15 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
     where_cell = error.cell or context.cell
     line = error.line if error.cell == context.cell or error.cell else None
     if not context.quotable(case):
+        # Where it raised is the submission's to claim too (a code object
+        # names any cell and line): only the function's own cell is said.
         kind = error.type if error.type in BUILTIN_ERRORS else "an exception"
         return _engine(
             "function.raised",
             f"`{context.name}` raised {kind} on {case.description} "
             f"({HIDDEN_VALUES}, nor their messages). Check that the function "
             "handles every shape and value the instructions allow.",
-            context.table, context.name, where_cell, line,
+            context.table, context.name, context.cell, None,
         )
     shown = f"{error.type}: {error.message}"
     name_match = NAME_ERROR.search(error.message)

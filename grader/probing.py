@@ -158,5 +158,15 @@ def _float_array(values: Any) -> np.ndarray:
     return np.asarray(convert(values), dtype=np.float64)
 
 
+#: The largest cell or line number taken from a submission's report. The
+#: submission chooses them (a code object can claim any file name and
+#: line), so they are bounded: a huge one cannot be stored, and its digits
+#: could carry data.
+LARGEST_POSITION = 100_000
+
+
 def _optional_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and 0 <= value <= LARGEST_POSITION:
+        return int(value)
+    return None

@@ -736,3 +736,53 @@ def test_memory_that_outlives_a_process_never_costs_the_sandbox(
     assert "oom_spares_sandbox" in filled.protections["confinement"]
     assert diagnosis_ids(filled, "compute_class_freqs") == ["function.crashed"]
     assert diagnosis_ids(after, "compute_class_freqs") == []
+
+
+#: A `compute_class_freqs` that raises, on every case but the public one,
+#: from code that claims the cell and line named in `where`.
+CLAIMING_A_POSITION = '''
+def compute_class_freqs(labels):
+    if labels.shape[0] != 5:
+        cell, line = {where}
+        exec(compile("\\\\n" * (line - 1) + "raise ValueError('x')",
+                     "<cell %d>" % cell, "exec"))
+    p = labels.mean(axis=0)
+    return p, 1 - p
+'''
+
+
+@needs_namespaces
+def test_a_claimed_position_carries_nothing_out(assignment: Assignment) -> None:
+    # The cell and line of an error are the submission's to claim: under
+    # public evidence a hidden case's are never used, and any number out
+    # of range is dropped (a huge one once broke the gradebook).
+    code = CLAIMING_A_POSITION.replace("{where}", "labels.sum() * 1000 + 7, 1007")
+    with Grader(assignment, GradingOptions(public_evidence=True)) as grader:
+        result = grade_cells(grader, "import numpy as np\n", code)
+    diagnosis, = result.functions["compute_class_freqs"].diagnoses
+    assert diagnosis.id == "function.raised"
+    assert (diagnosis.cell, diagnosis.line) == (2, None)
+
+
+def test_a_huge_claimed_position_does_not_stop_the_batch(tmp_path: Path) -> None:
+    import nbformat
+
+    code = "import numpy as np\n" + CLAIMING_A_POSITION.replace(
+        "{where}", "10 ** 60, 3")
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]),
+                   str(batch / "a_huge_position.ipynb"))
+    samples = Path(__file__).resolve().parent.parent / "student_submissions"
+    (batch / "b_correct.ipynb").write_bytes(
+        (samples / "correct_vectorised.ipynb").read_bytes())
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "grade", str(batch), "-j", "1",
+         "--gradebook", str(tmp_path / "gb.sqlite"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    scores = {Path(s["path"]).name: s["score"]
+              for s in json.loads(out.read_text(encoding="utf-8"))["submissions"]}
+    # The first raises on hidden cases and has no loss: no points, but graded.
+    assert scores == {"a_huge_position.ipynb": 0.0, "b_correct.ipynb": 20.0}
