@@ -37,6 +37,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets import List, Unicode
 
+from grader.inkernel import limits
 from grader.locating import LocatedCode, Snippet
 from grader.options import GradingOptions
 from grader.probing import FunctionRun, read_probe_report
@@ -166,6 +167,9 @@ def execute_in_kernel(
         failure = _run_cells(notebook, first_probe, options, workdir, launcher,
                              package)
         protections = {"engine": "kernel", "confinement": _confinement(report)}
+    # The launcher dies with its kernel's shutdown, often before it could
+    # remove its control groups.
+    limits.tidy()
     return _read_reports(notebook, token, requests, first_probe, failure,
                          protections)
 

@@ -433,3 +433,15 @@ def test_without_namespaces_the_kernel_starts_and_says_so(
     assert output.split() == ["True", str(os.getpid())]
     assert json.loads(report.read_text()) == [
         "private_workdir", "file_size_limit", "memory_limit"]
+
+
+@pytest.mark.skipif(not (CONFINED and limits.available("pids")),
+                    reason="no pids control group can be made here")
+def test_no_control_group_outlives_its_kernel(kernel_grader: Grader) -> None:
+    grade_freqs_doing(kernel_grader, "")
+    parent = limits._own_group("pids")
+    assert parent is not None
+    left = [name for name in os.listdir(parent)
+            if name.startswith("grader-sandbox-")
+            and not limits._alive(int(name.removeprefix("grader-sandbox-")))]
+    assert left == []

@@ -15,7 +15,9 @@ nothing is limited this way and the protections say so by omission.
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 #: Processes one submission may have at once, its own first process included.
@@ -90,14 +92,23 @@ class SandboxGroups:
             os.close(handle)
         self._parents = []
 
-    def remove(self) -> None:
-        """Remove the groups, through the parents' handles if kept."""
+    def remove(self, patience: float = 1.0) -> None:
+        """Remove the groups, through the parents' handles if kept.
+
+        The processes of an ended namespace take a moment to leave their
+        groups: a busy group is tried again for up to `patience` seconds.
+        """
         places = self._parents or [(None, folder) for folder in self.folders]
+        give_up = time.monotonic() + patience
         for handle, name in places:
-            try:
-                os.rmdir(name, dir_fd=handle)
-            except OSError:
-                pass  # still in use; the next sandbox's tidying retries
+            while True:
+                try:
+                    os.rmdir(name, dir_fd=handle)
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > give_up:
+                        break  # the next sandbox's tidying retries
+                    time.sleep(0.01)
         self.let_go()
 
 
@@ -160,6 +171,16 @@ def _own_group(controller: str) -> str | None:
         if os.path.exists(os.path.join(folder, "cgroup.procs")):
             return folder
     return None
+
+
+def tidy() -> None:
+    """Remove the groups of ended sandboxes made beside this process's own:
+    a kernel's launcher is killed when its kernel is shut down, before it
+    can remove its groups."""
+    for controller in ("pids", "memory"):
+        parent = _own_group(controller)
+        if parent is not None:
+            _tidy(parent)
 
 
 def _tidy(parent: str) -> None:
