@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from grader.assignment import load_assignment
 from grader.collecting import collect
 from grader.errors import AssignmentError, SubmissionError, UsageError
 from grader.options import GradingOptions
-from grader.reading import read_submission_bytes
+from grader.reading import display_path, read_submission_bytes
 
 log = logging.getLogger("grader")
 
@@ -223,7 +224,14 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
             digest = submission_digest(result.path)  # a file that is no notebook
         # A crash of the grader is not a result: the next run tries again.
         if digest and result.error_kind != "grader_crashed":
-            book.record(digest, result.to_dict(), student=result.student)
+            try:
+                book.record(digest, result.to_dict(), student=result.student)
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                # One result that cannot be stored must not stop the batch;
+                # it is still printed and exported, and graded again next run.
+                log.error("%s: its result could not be stored in the gradebook "
+                          "(%s); it will be graded again next time",
+                          display_path(result.path), exc)
         # Stored at once, printed in the order the submissions were given.
         arrived[result.path] = result
         while printed < len(pending) and pending[printed] in arrived:
@@ -262,7 +270,8 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
         write_csv(batch.csv_path, assignment, results)
 
     graded = sum(1 for r in results if r.status == "graded")
-    full_marks = sum(1 for r in results if r.status == "graded" and r.score == r.max_score)
+    full_marks = sum(1 for r in results
+                     if r.status == "graded" and r.score == r.max_score)
     console.print(
         f"\n{len(results)} submission{'' if len(results) == 1 else 's'}: "
         f"{graded} graded, {full_marks} with full "

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SAMPLES
 
 
@@ -94,3 +96,30 @@ def test_fresh_grades_again(tmp_path: Path) -> None:
         assert done.returncode == 0
         assert ("already in" in stdout) is expected
     assert rows(gradebook) == 1
+
+
+def test_a_result_that_cannot_be_stored_does_not_stop_the_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from grader import gradebook
+    from grader.cli import main
+
+    stored = gradebook.Gradebook.record
+
+    def failing_for_one(self, digest, result, student):  # type: ignore[no-untyped-def]
+        if result["path"].endswith("wrong_axis.ipynb"):
+            raise sqlite3.OperationalError("disk I/O error")
+        stored(self, digest, result, student)
+
+    monkeypatch.setattr(gradebook.Gradebook, "record", failing_for_one)
+    out = tmp_path / "out.json"
+    done = CliRunner().invoke(main, [
+        "grade", str(SAMPLES / "wrong_axis.ipynb"),
+        str(SAMPLES / "correct_vectorised.ipynb"),
+        "-j", "1", "--gradebook", str(tmp_path / "gb.sqlite"), "--json", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "2 submissions: 2 graded" in done.output
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [Path(s["path"]).name for s in report["submissions"]] == [
+        "wrong_axis.ipynb", "correct_vectorised.ipynb"]
