@@ -509,8 +509,6 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
     """Explain an exception the student's code raised, by its kind."""
     error = outcome.error
     assert error is not None  # the caller checked
-    where_cell = error.cell or context.cell
-    line = error.line if error.cell == context.cell or error.cell else None
     if not context.quotable(case):
         # Where it raised is the submission's to claim too (a code object
         # names any cell and line): only the function's own cell is said.
@@ -522,6 +520,8 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             "handles every shape and value the instructions allow.",
             context.table, context.name, context.cell, None,
         )
+    where_cell = error.cell or context.cell
+    line = error.line if error.cell == context.cell or error.cell else None
     shown = f"{error.type}: {error.message}"
     name_match = NAME_ERROR.search(error.message)
     located = context.located

@@ -196,8 +196,9 @@ class Sandbox:
         self._scratch_renewed = True
         #: Protections set up outside this class (control groups).
         self.limits: list[str] = []
-        #: Who the submissions run as.
-        self.user = NOBODY
+        #: Handles on the memory groups' process lists, which each
+        #: submission's process joins (set up outside this class).
+        self.group_handles: list[int] = []
         _c().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

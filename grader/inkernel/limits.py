@@ -15,9 +15,7 @@ nothing is limited this way and the protections say so by omission.
 
 from __future__ import annotations
 
-import errno
 import os
-import time
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 #: Processes one submission may have at once, its own first process included.
@@ -52,10 +50,7 @@ class SandboxGroups:
         """Put the calling process, and so all it starts, in the groups of
         `controllers`; the protections that hold afterwards."""
         joined = []
-        for folder, controller, said in zip(self.folders, self.controllers,
-                                            self.protections):
-            if controller not in controllers:
-                continue
+        for folder, said in self._groups_of(controllers):
             try:
                 with open(os.path.join(folder, "cgroup.procs"), "w") as procs:
                     procs.write(str(os.getpid()))
@@ -69,10 +64,7 @@ class SandboxGroups:
         /sys is in view, for children to join by writing "0" there; and
         the protections that then hold for them."""
         handles, said = [], []
-        for folder, kind, protection in zip(self.folders, self.controllers,
-                                            self.protections):
-            if kind != controller:
-                continue
+        for folder, protection in self._groups_of((controller,)):
             try:
                 handles.append(os.open(os.path.join(folder, "cgroup.procs"),
                                        os.O_WRONLY | os.O_CLOEXEC))
@@ -80,6 +72,12 @@ class SandboxGroups:
             except OSError:
                 pass
         return handles, said
+
+    def _groups_of(self, controllers: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Folder and protection of each group made for `controllers`."""
+        return [(folder, said) for folder, controller, said
+                in zip(self.folders, self.controllers, self.protections)
+                if controller in controllers]
 
     def keep_reach(self) -> None:
         """Hold on to the groups' parent folders, for `remove` to work after
@@ -92,23 +90,14 @@ class SandboxGroups:
             os.close(handle)
         self._parents = []
 
-    def remove(self, patience: float = 1.0) -> None:
-        """Remove the groups, through the parents' handles if kept.
-
-        The processes of an ended namespace take a moment to leave their
-        groups: a busy group is tried again for up to `patience` seconds.
-        """
+    def remove(self) -> None:
+        """Remove the groups, through the parents' handles if kept."""
         places = self._parents or [(None, folder) for folder in self.folders]
-        give_up = time.monotonic() + patience
         for handle, name in places:
-            while True:
-                try:
-                    os.rmdir(name, dir_fd=handle)
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY or time.monotonic() > give_up:
-                        break  # the next sandbox's tidying retries
-                    time.sleep(0.01)
+            try:
+                os.rmdir(name, dir_fd=handle)
+            except OSError:
+                pass  # still in use; `tidy` or the next sandbox's retries
         self.let_go()
 
 

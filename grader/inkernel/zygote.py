@@ -17,7 +17,7 @@ the same for every submission, and the child could find them before it is
 probed. The kernel moves them from stdin into an anonymous memory file,
 and from there into the child's pipe once its snippets have run.
 
-Before each child: a fresh /tmp and /dev/shm. The child: new session,
+After each submission: a fresh /tmp and /dev/shm. The child: new session,
 resource limits, no capabilities, a private working directory,
 stdin/stdout/stderr on /dev/null, no file handle of the sandbox but its two
 pipes. After it: every process it left is ended. Where namespaces are not
@@ -286,9 +286,9 @@ def _move(stdin: int, file: int, count: int) -> int:
 def _copy_out(pipe: int, file: int, offset: int, count: int) -> int:
     try:
         return os.sendfile(pipe, file, offset, count)
-    except (AttributeError, OSError) as exc:
-        if isinstance(exc, BlockingIOError | BrokenPipeError):
-            raise
+    except (BlockingIOError, BrokenPipeError):
+        raise  # the pipe's state, for the caller
+    except (AttributeError, OSError):
         return os.write(pipe, os.pread(file, min(count, 1 << 16), offset))
 
 
@@ -374,8 +374,10 @@ def _run_child(
     workdir = tempfile.mkdtemp(prefix="submission-",
                                dir="/tmp" if sandbox is not None else None)
     if sandbox is not None:
+        from .confinement import NOBODY
+
         # The submission runs as nobody (see Sandbox.confine_child).
-        os.chown(workdir, sandbox.user, sandbox.user)
+        os.chown(workdir, NOBODY, NOBODY)
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         os.close(read_end)
@@ -564,7 +566,7 @@ def _child(
     code = 0
     leave = os._exit  # taken now: student code may replace os._exit
     try:
-        for handle in getattr(sandbox, "group_handles", ()):
+        for handle in sandbox.group_handles if sandbox is not None else ():
             os.write(handle, b"0")  # into the submissions' memory group
         _close_other_files(write_end, request["probes_fd"])
         _isolate(request, workdir, sandbox)
