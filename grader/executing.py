@@ -437,21 +437,24 @@ class ForkEngine:
     ) -> Execution:
         cases = sum(len(r["cases"]) for r in requests)
         timeout = self.options.case_timeout * cases + self.options.setup_timeout / 3
-        request = {
+        plan = {
             "id": secrets.token_hex(8),
-            "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
-                         for s in located.snippets],
-            # The zygote learns only what is probed; the inputs travel apart.
+            # The sandbox learns only what is probed; the submission's code
+            # and the cases' inputs travel past it to the child.
             "probe_plan": [{"function": r["function"], "cases": len(r["cases"]),
                             "case_timeout": r["case_timeout"]} for r in requests],
             "timeout": timeout,
+        }
+        code = {
+            "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
+                         for s in located.snippets],
             "limits": {
                 "memory_bytes": self.options.memory_limit_mb * 1024 * 1024,
                 "cpu_seconds": int(timeout) + 1,
                 "file_bytes": 64 * 1024 * 1024,
             },
         }
-        answer = self._ask(request, requests, timeout + 15)
+        answer = self._ask(plan, code, requests, timeout + 15)
         if answer is None:
             reason = "the grading sandbox stopped answering; the submission was stopped"
             return Execution(
@@ -461,14 +464,16 @@ class ForkEngine:
             )
         return _execution_from_answer(answer, requests)
 
-    def _ask(self, request: dict[str, Any], probes: list[dict[str, Any]],
-             timeout: float) -> dict[str, Any] | None:
+    def _ask(self, plan: dict[str, Any], code: dict[str, Any],
+             probes: list[dict[str, Any]], timeout: float) -> dict[str, Any] | None:
+        """Send one request; the answer's header, each run's reports under
+        "data"; None (and the sandbox closed) when it does not answer."""
         process = self._zygote()
         assert process.stdin is not None and process.stdout is not None
-        head = json.dumps(request).encode()
-        cases = json.dumps(probes).encode()
+        parts = [json.dumps(part).encode() for part in (plan, code, probes)]
         try:
-            process.stdin.write(b"%d %d\n" % (len(head), len(cases)) + head + cases)
+            process.stdin.write(b"%d %d %d\n" % tuple(len(p) for p in parts)
+                                + b"".join(parts))
             process.stdin.flush()
         except BrokenPipeError:
             self.close()
@@ -480,11 +485,14 @@ class ForkEngine:
             self.close()
             return None
         answer: dict[str, Any] = json.loads(line)
-        if answer.get("id") != request["id"]:
+        if answer.get("id") != plan["id"]:
             # Out of step: something wrote to the sandbox's answer channel.
             log.warning("the grading sandbox answered out of turn; restarting it")
             self.close()
             return None
+        for run in answer.get("runs", []):
+            # Sizes the sandbox measured itself, each at most REPORT_CAP + 1.
+            run["data"] = process.stdout.read(int(run["bytes"]))
         return answer
 
     def _zygote(self) -> subprocess.Popen[bytes]:
@@ -523,7 +531,8 @@ def _execution_from_answer(
     statuses: list[SnippetStatus] = []
     probes: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    for report in answer.get("reports", []):
+    reports, status = _reports_of_runs(answer)
+    for report in reports:
         if not isinstance(report, dict):
             continue
         body = report.get("body")
@@ -534,7 +543,6 @@ def _execution_from_answer(
         elif report.get("kind") == "probe_failed" and isinstance(body, dict):
             failed[str(body.get("function"))] = str(body.get("reason"))[:100]
 
-    status = answer.get("status")
     runs = {}
     for request in requests:
         name = request["function"]
@@ -567,3 +575,57 @@ def _execution_from_answer(
                    "confinement": _protection_names(answer.get("protections"))}
     backend = answer.get("backend") if isinstance(answer.get("backend"), dict) else {}
     return Execution(runs, tuple(statuses), backend or {}, None, protections)
+
+
+def _reports_of_runs(answer: dict[str, Any]) -> tuple[list[Any], Any]:
+    """The reports of a submission's children in order, and the status.
+
+    A later child runs the snippets again: only the first one's statuses
+    count. A run whose lines break the only order the runtime writes in
+    was written to by someone else: the student's code, forging.
+    """
+    status = answer.get("status")
+    reports: list[Any] = []
+    for index, run in enumerate(answer.get("runs", [])):
+        order = _ReportOrder(list(run.get("functions", [])))
+        *lines, _ = run.get("data", b"").split(b"\n")  # the last line ended?
+        for line in lines:
+            try:
+                report = json.loads(line)
+            except (ValueError, RecursionError):
+                return reports, "malformed"
+            kind = report.get("kind") if isinstance(report, dict) else None
+            body = report.get("body") if kind else None
+            function = body.get("function") if isinstance(body, dict) else body
+            if not order.fits(kind, function):
+                return reports, "tampered"
+            if kind != "snippets" or index == 0:
+                reports.append(report)
+        if run.get("status") in ("tampered", "oversized"):
+            return reports, run["status"]
+        if isinstance(run.get("failed"), dict):
+            reports.append({"kind": "probe_failed", "body": run["failed"]})
+    return reports, status
+
+
+class _ReportOrder:
+    """The only order a child writes its reports in: its snippets once,
+    then for each function in turn "probing" and its "probe"."""
+
+    def __init__(self, functions: list[str]) -> None:
+        self._waiting = list(functions)
+        self._probing: str | None = None
+        self._snippets_seen = False
+
+    def fits(self, kind: Any, function: Any) -> bool:
+        if kind == "snippets" and not self._snippets_seen:
+            self._snippets_seen = True
+            return True
+        if kind == "probing" and self._snippets_seen and self._probing is None \
+                and self._waiting and function == self._waiting[0]:
+            self._probing = self._waiting.pop(0)
+            return True
+        if kind == "probe" and function is not None and function == self._probing:
+            self._probing = None
+            return True
+        return False

@@ -4,28 +4,35 @@ Started once per grading worker with only numpy, the runtime and the
 Keras/TensorFlow stand-in imported (never the assignment's reference), it
 moves into new mount, network and PID namespaces and control groups where
 the platform allows them (see `confinement` and `limits`), once. Then it
-reads requests on stdin, forks a child that runs the submission's snippets
-and probes, and answers one JSON line on stdout.
+reads requests on stdin, hands each to a child that runs the submission's
+snippets and probes, and answers on stdout.
 
-A request is a line "HEAD_BYTES PROBE_BYTES", the head (JSON: snippets,
-limits, and which functions are probed on how many cases), then the
-probes themselves (JSON: the cases' inputs). Each request is served by a
-fresh fork of the sandbox, which itself never reads one, so that no child
-finds another submission in the memory it inherits. The probes never
-enter memory at all, not even the serving fork's: the hidden inputs are
-the same for every submission, and the child could find them before it is
-probed. The kernel moves them from stdin into an anonymous memory file,
-and from there into the child's pipe once its snippets have run.
+A request is a line "PLAN_BYTES CODE_BYTES PROBE_BYTES", then the plan
+(JSON: which functions are probed on how many cases, the time allowed),
+the code (JSON: the snippets and the resource limits) and the probes
+(JSON: the cases' inputs). The sandbox reads only the plan, which is the
+same for every submission. Whatever a submission could find in the memory
+it inherits never enters the sandbox's memory: its code and the probes go
+from stdin into anonymous memory files and on into the child's pipe by the
+kernel (splice, sendfile), the probes only once its snippets have run; the
+child's reports go from its pipe into a memory file and on to stdout the
+same way. What the sandbox learns of a child's progress is one byte of a
+known set at a time (`_SNIPPETS_RUN`, ...).
 
-After each submission: a fresh /tmp and /dev/shm. The child: new session,
-resource limits, no capabilities, a private working directory,
-stdin/stdout/stderr on /dev/null, no file handle of the sandbox but its two
-pipes. After it: every process it left is ended. Where namespaces are not
-allowed, only the limits, the private directory and blocked Python sockets
-remain; the answer says which. The child writes its reports, one JSON line
-each, to a pipe as they are ready, so that a child that dies half-way
-still leaves what it finished. It leaves with os._exit: atexit hooks and
-__del__ methods of student objects never run after grading.
+The answer is a JSON line (status, protections, and for each child it
+took: the functions it was given, how it ended, the size of its reports),
+then the reports of each child, one JSON line each, as it wrote them, so
+that a child that dies half-way still leaves what it finished.
+
+The child for the next submission is forked in advance, once the previous
+one is done and /tmp and /dev/shm are renewed: new session, resource
+limits, no capabilities, user nobody, a private working directory,
+stdin/stdout/stderr on /dev/null, no file handle of the sandbox but its
+three pipes. After it: every process it left is ended. Where namespaces are
+not allowed, only the limits, the private directory and blocked Python
+sockets remain; the answer says which. The child leaves with os._exit:
+atexit hooks and __del__ methods of student objects never run after
+grading.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ _SEALED_PROBE: Any = None
 
 
 def main() -> None:
-    from . import confinement, legacy_backend, runtime  # noqa: F401  (warm imports)
+    from . import confinement, legacy_backend, runtime
 
     backend = sys.argv[1] if len(sys.argv) > 1 else "auto"
     config = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
@@ -80,55 +87,53 @@ def main() -> None:
         installed = {"error": str(exc)}
     global _SEALED_PROBE
     _SEALED_PROBE = runtime.sealed_probe()
+    confinement.name_process("grader-sandbox")
     sandbox = _enter_sandbox(hidden, confinement.python_folders(),
                              int(config.get("memory_bytes", 0)))
-    while _serve_next(sys.stdin.fileno(), sys.stdout.fileno(), sandbox, installed):
-        pass
+    _serve(sys.stdin.fileno(), sys.stdout.fileno(), sandbox, installed)
 
 
-#: How a request's process says that stdin has ended.
-_END_OF_INPUT = 3
+def _serve(stdin: int, stdout: int, sandbox: Any, installed: Any) -> None:
+    """Answer requests until stdin ends.
 
-
-def _serve_next(stdin: int, stdout: int, sandbox: Any, installed: Any) -> bool:
-    """Serve one request in a process of its own; False once stdin ends.
-
-    That process reads the request, forks the submission's children and
-    answers. This one never holds a request in its memory, which every
-    child inherits: a submission finds in its own process no other
-    student's code, output or results, and none of the hidden inputs.
+    The child for the next submission is forked while the grader prepares
+    it: joining the memory group and dropping privileges (milliseconds of
+    waiting on the kernel) are done by the time its request comes.
     """
-    pid = os.fork()
-    if pid == 0:
-        leave = os._exit
-        code = 70
-        try:
+    waiting: _Child | None = _Child.start(sandbox)
+    try:
+        while True:
             request = _read_request(stdin)
             if request is None:
-                code = _END_OF_INPUT
-            else:
-                head, held = request
-                with held:
-                    answer = _grade_in_child(head, held, sandbox)
-                answer["id"] = head.get("id")
-                answer["backend"] = installed
-                _write_all(stdout, (json.dumps(answer) + "\n").encode())
-                code = 0
-        finally:
-            leave(code)
-    _, status = os.waitpid(pid, 0)
-    if sandbox is not None:
-        sandbox.end_leftovers()
-        # A fresh /tmp and /dev/shm for the next submission, made now, after
-        # this one's answer is on its way: unmounting waits on the kernel,
-        # and what it left stops being charged to the memory group at once.
-        sandbox.renew_scratch()
-    ended = os.WIFEXITED(status) and os.WEXITSTATUS(status) == _END_OF_INPUT
-    if not ended and status != 0:
-        # No answer will come: one the grader will not take, so that it
-        # restarts this sandbox at once instead of waiting for its deadline.
-        _write_all(stdout, b'{"id": null, "status": "sandbox_failed"}\n')
-    return not ended
+                return
+            plan, held = request
+            child, waiting = waiting, None
+            with held:
+                header, runs = _grade(plan, held, child, sandbox)
+            header["id"] = plan.get("id")
+            header["backend"] = installed
+            _answer(stdout, header, runs)
+            if sandbox is not None:
+                # A fresh /tmp and /dev/shm for the next submission, made
+                # now, after this one's answer is on its way.
+                sandbox.renew_scratch()
+            waiting = _Child.start(sandbox)
+    finally:
+        if waiting is not None:
+            waiting.discard()
+
+
+def _answer(stdout: int, header: dict[str, Any], runs: list[_Run]) -> None:
+    """The header line, then each run's reports as the child wrote them.
+
+    The reports go from their memory file to stdout by the kernel: this
+    process never reads what a submission wrote.
+    """
+    header["runs"] = [run.summary() for run in runs]
+    _write_all(stdout, (json.dumps(header) + "\n").encode())
+    for run in runs:
+        with run.reports:
+            run.reports.send_all(stdout)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -192,15 +197,21 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
 
-def _read_request(stdin: int) -> tuple[dict[str, Any], _HeldProbes] | None:
-    """The next request's head, and its probes held outside memory; None
-    at the end of stdin. Reads no byte past the request."""
+def _read_request(stdin: int) -> tuple[dict[str, Any], _Held] | None:
+    """The next request's plan, and what goes to the child held outside
+    memory; None at the end of stdin. Reads no byte past the request."""
     sizes = _read_line(stdin, 64)
     if not sizes:
         return None
-    head_size, probes_size = (int(part) for part in sizes.split())
-    head = json.loads(_read_exactly(stdin, head_size))
-    return head, _HeldProbes(stdin, probes_size)
+    plan_size, code_size, probes_size = (int(part) for part in sizes.split())
+    plan = json.loads(_read_exactly(stdin, plan_size))
+    code = _Held.moved_from(stdin, code_size, "submission")
+    try:
+        probes = _Held.moved_from(stdin, probes_size, "probes")
+    except BaseException:
+        code.close()
+        raise
+    return plan, _HeldRequest(code, probes)
 
 
 def _read_line(fd: int, limit: int) -> bytes:
@@ -225,27 +236,43 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-class _HeldProbes:
-    """A request's probes in an anonymous memory file, moved there from
-    stdin by the kernel (splice) and handed to a child the same way
-    (sendfile), never through this process's memory.
+class _Held:
+    """Bytes in an anonymous memory file, moved there by the kernel
+    (splice) and passed on the same way (sendfile), never through this
+    process's memory.
 
     Where Linux's calls are missing, the bytes pass through memory: the
     children can then find the inputs of earlier requests there.
     """
 
-    def __init__(self, stdin: int, size: int) -> None:
-        self.size = size
-        self._file = _memory_file()
-        moved = 0
-        while moved < size:
-            done = _move(stdin, self._file, size - moved)
-            if not done:
-                raise EOFError("request cut short")
-            moved += done
+    def __init__(self, name: str) -> None:
+        self.size = 0
+        self._file = _memory_file(name)
+
+    @classmethod
+    def moved_from(cls, stdin: int, size: int, name: str) -> _Held:
+        held = cls(name)
+        try:
+            while held.size < size:
+                done = _move(stdin, held._file, size - held.size)
+                if not done:
+                    raise EOFError("request cut short")
+                held.size += done
+        except BaseException:
+            held.close()
+            raise
+        return held
+
+    def take_from(self, pipe: int, most: int) -> bool:
+        """What `pipe` holds now, up to `most` bytes in all; False at its
+        end."""
+        done = _move(pipe, self._file, max(most - self.size, 1))
+        self.size += done
+        return done > 0
 
     def send(self, pipe: int, deadline: float) -> None:
-        """The probes and a newline into `pipe`, until `deadline`."""
+        """The bytes and a newline into non-blocking `pipe`, until
+        `deadline`."""
         offset = 0
         while offset < self.size and time.monotonic() < deadline:
             _, writable, _ = select.select(
@@ -260,27 +287,54 @@ class _HeldProbes:
                 return
         _send(pipe, b"\n", deadline)
 
-    def __enter__(self) -> _HeldProbes:
+    def send_all(self, out: int) -> None:
+        """All the bytes into blocking `out`."""
+        offset = 0
+        while offset < self.size:
+            offset += _copy_out(out, self._file, offset, self.size - offset)
+
+    def close(self) -> None:
+        os.close(self._file)
+
+    def __enter__(self) -> _Held:
         return self
 
     def __exit__(self, *_: object) -> None:
-        os.close(self._file)
+        self.close()
 
 
-def _memory_file() -> int:
+class _HeldRequest:
+    """A request's part for the child: its code (the snippets and limits),
+    and the probes, which go to it once its snippets have run."""
+
+    def __init__(self, code: _Held, probes: _Held) -> None:
+        self.code = code
+        self.probes = probes
+
+    def __enter__(self) -> _HeldRequest:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.code.close()
+        self.probes.close()
+
+
+def _memory_file(name: str) -> int:
     try:
-        return os.memfd_create("probes", os.MFD_CLOEXEC)
+        return os.memfd_create(name, os.MFD_CLOEXEC)
     except (AttributeError, OSError):
-        handle, path = tempfile.mkstemp(prefix="probes-")
+        handle, path = tempfile.mkstemp(prefix=f"{name}-")
         os.unlink(path)
         return handle
 
 
-def _move(stdin: int, file: int, count: int) -> int:
+def _move(source: int, file: int, count: int) -> int:
     try:
-        return os.splice(stdin, file, min(count, 1 << 20))
+        return os.splice(source, file, min(count, 1 << 20))
+    except BlockingIOError:
+        return 0
     except (AttributeError, OSError):
-        return os.write(file, os.read(stdin, min(count, 1 << 16)))
+        return os.write(file, os.read(source, min(count, 1 << 16)))
 
 
 def _copy_out(pipe: int, file: int, offset: int, count: int) -> int:
@@ -301,9 +355,20 @@ def _set_oom_score(score: int) -> bool:
     return True
 
 
-def _grade_in_child(
-    request: dict[str, Any], held: _HeldProbes, sandbox: Any
-) -> dict[str, Any]:
+#: The bytes a child tells the sandbox, one at a time, as it goes: its
+#: snippets have run; it is probing function i of its list; it has
+#: reported function i. Reading single bytes of a known set, the sandbox
+#: keeps nothing a submission could have chosen for the next one to find.
+_SNIPPETS_RUN = 0x01
+_PROBING = 0x10
+_PROBED = 0x40
+#: Functions one child can be told about (the byte ranges above).
+_MOST_FUNCTIONS = _PROBED - _PROBING
+
+
+def _grade(
+    plan: dict[str, Any], held: _HeldRequest, child: _Child | None, sandbox: Any
+) -> tuple[dict[str, Any], list[_Run]]:
     """Run the submission and probe every function in one child.
 
     Probing in the same process is the fast path. A function whose probing
@@ -311,27 +376,24 @@ def _grade_in_child(
     alone: the functions after it are probed again in a fresh child.
     """
     started = time.monotonic()
-    # What is probed, on how many cases; the cases themselves stay held.
-    waiting = request.pop("probe_plan")
+    waiting = list(plan["probe_plan"])[:_MOST_FUNCTIONS]
     # One deadline for the submission, however many children it takes: the
     # grader waits only so long for the answer.
-    request["deadline"] = started + float(request.get("timeout", 60))
-    reports: list[Any] = []
+    deadline = started + float(plan.get("timeout", 60))
+    runs: list[_Run] = []
     while True:
-        run_reports, status, exit_text = _run_child(request, waiting, held, sandbox)
-        if reports:  # a second run: its snippets were reported already
-            run_reports = [r for r in run_reports if _kind(r) != "snippets"]
-        reports += run_reports
-        done = {_function(r) for r in run_reports if _kind(r) == "probe"}
-        begun = [_function(r) for r in run_reports if _kind(r) == "probing"]
-        unfinished = [p for p in waiting if p["function"] not in done]
-        if not unfinished or status not in ("finished", "timeout") or not begun \
-                or begun[-1] in done:
+        run = (child or _Child.start(sandbox)).run(waiting, held, deadline)
+        child = None
+        runs.append(run)
+        unfinished = [p for i, p in enumerate(waiting) if i not in run.done]
+        begun = run.begun
+        if not unfinished or run.status not in ("finished", "timeout") \
+                or begun is None or begun in run.done:
+            status = run.status
             break
-        culprit = begun[-1]
-        reason = "timeout" if status == "timeout" else exit_text
-        reports.append({"kind": "probe_failed",
-                        "body": {"function": culprit, "reason": reason}})
+        culprit = waiting[begun]["function"]
+        reason = "timeout" if run.status == "timeout" else run.exit
+        run.failed = {"function": culprit, "reason": reason}
         waiting = [p for p in unfinished if p["function"] != culprit]
         if not waiting:
             status = "finished"
@@ -340,160 +402,154 @@ def _grade_in_child(
         protections = sandbox.protections()
     else:
         protections = ["private_workdir", "sockets_blocked"]
-    return {
+    header = {
         "status": status,
-        "exit": exit_text,
-        "reports": reports,
+        "exit": runs[-1].exit,
         "protections": protections + ["resource_limits"],
         "seconds": round(time.monotonic() - started, 4),
     }
+    return header, runs
 
 
-def _kind(report: Any) -> Any:
-    return report.get("kind") if isinstance(report, dict) else None
-
-
-def _function(report: Any) -> Any:
-    body = report.get("body")
-    return body.get("function") if isinstance(body, dict) else body
-
-
-def _run_child(
-    request: dict[str, Any], plan: list[Any], held: _HeldProbes, sandbox: Any
-) -> tuple[list[Any], str, str]:
-    # /tmp and /dev/shm were renewed after the previous submission (a retry
-    # of this one's functions finds what its own first child left).
-    read_end, write_end = os.pipe()
-    # The cases go to the child only once its snippets have run, so code that
-    # runs at import or definition time never sees the hidden inputs.
-    probes_read, probes_write = os.pipe()
-    # Never blocked by a child that stops reading: the deadline holds.
-    os.set_blocking(probes_write, False)
-    request["probes_fd"] = probes_read
-    # In the sandbox, the fresh /tmp: TMPDIR names a folder of the machine's.
-    workdir = tempfile.mkdtemp(prefix="submission-",
-                               dir="/tmp" if sandbox is not None else None)
-    if sandbox is not None:
-        from .confinement import NOBODY
-
-        # The submission runs as nobody (see Sandbox.confine_child).
-        os.chown(workdir, NOBODY, NOBODY)
-    pid = os.fork()
-    if pid == 0:  # the child never returns from here
-        os.close(read_end)
-        os.close(probes_write)
-        os.setsid()
-        _child(request, write_end, workdir, sandbox)
-    os.close(write_end)
-    os.close(probes_read)
-
-    deadline = request["deadline"]
-    reports, status = _collect(pid, read_end, deadline, probes_write, plan, held)
-    os.close(read_end)
-    # Past a function's own limit the child is ended at once.
-    exit_text = _reap(pid, time.monotonic() if status == "timeout" else deadline)
-    if sandbox is not None:
-        sandbox.end_leftovers()
-    shutil.rmtree(workdir, ignore_errors=True)
-    return reports, status, exit_text
-
-
-def _collect(
-    pid: int, read_end: int, deadline: float, probes_write: int, plan: list[Any],
-    held: _HeldProbes,
-) -> tuple[list[Any], str]:
-    """Read the child's report lines; hand over the cases after its snippets.
-
-    Reading stops at the deadline (the submission's, or the function's
-    being probed), or once the child has ended and what it wrote is read:
-    processes it started may hold the pipe open.
-    """
-    limits = {p["function"]: float(p.get("case_timeout", 5)) * max(int(p["cases"]), 1) + 2
-              for p in plan}
-    submission_deadline = deadline
-    buffer = b""
-    size = 0
-    status = "finished"
-    reports: list[Any] = []
-    functions = [p["function"] for p in plan]
-    expected = _ReportOrder(functions)
-    watch = _end_watch(pid)
-    child_ended = False
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            status = "timeout"
-            break
-        ready, _, _ = select.select([read_end] + watch, [], [],
-                                    0 if child_ended else remaining)
-        if watch and watch[0] in ready:
-            os.close(watch.pop())
-            child_ended = True
-            continue  # read on until the pipe holds nothing more
-        if not ready:
-            if child_ended:
-                break
-            continue
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > REPORT_CAP:
-            status = "oversized"
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            try:
-                report = json.loads(line)
-            except (ValueError, RecursionError):
-                status = "malformed"
-                break
-            reports.append(report)
-            kind = _kind(report)
-            if not expected.fits(kind, _function(report) if kind else None):
-                # Another writer on the pipe: the student's code, forging.
-                status = "tampered"
-                break
-            if kind == "snippets":
-                # Which functions this child probes, then all the cases.
-                _send(probes_write, json.dumps(functions).encode() + b"\n", deadline)
-                held.send(probes_write, deadline)
-            elif kind == "probing":
-                deadline = min(submission_deadline,
-                               time.monotonic() + limits[report["body"]])
-            elif kind == "probe":
-                deadline = submission_deadline
-        if status in ("malformed", "tampered"):
-            break
-    for handle in watch:
-        os.close(handle)
-    os.close(probes_write)
-    return reports, status
-
-
-class _ReportOrder:
-    """The only order the child writes its reports in: its snippets once,
-    then for each function in turn "probing" and its "probe". A report out
-    of that order was written by someone else on the pipe."""
+class _Run:
+    """One child's run: what it reported (held, unread), how it ended."""
 
     def __init__(self, functions: list[str]) -> None:
-        self._waiting = list(functions)
-        self._probing: str | None = None
-        self._snippets_seen = False
+        self.functions = functions
+        self.reports = _Held("reports")
+        self.status = "finished"
+        self.exit = ""
+        #: Index of the function it began probing last; the ones it reported.
+        self.begun: int | None = None
+        self.done: set[int] = set()
+        #: Said by the sandbox: the function whose probing ended the child.
+        self.failed: dict[str, str] | None = None
 
-    def fits(self, kind: Any, function: Any) -> bool:
-        if kind == "snippets" and not self._snippets_seen:
-            self._snippets_seen = True
-            return True
-        if kind == "probing" and self._snippets_seen and self._probing is None \
-                and self._waiting and function == self._waiting[0]:
-            self._probing = self._waiting.pop(0)
-            return True
-        if kind == "probe" and function is not None and function == self._probing:
-            self._probing = None
-            return True
-        return False
+    def summary(self) -> dict[str, Any]:
+        return {"functions": self.functions, "bytes": self.reports.size,
+                "status": self.status, "failed": self.failed}
+
+
+class _Child:
+    """A forked child that will run one submission, and its three pipes.
+
+    Forked before its request comes: it joins the memory group, gives up
+    its privileges and waits for the submission's code on its inbox.
+    """
+
+    def __init__(self, pid: int, inbox: int, signals: int, reports: int,
+                 workdir: str, sandbox: Any) -> None:
+        self.pid = pid
+        self.inbox = inbox
+        self.signals = signals
+        self.reports = reports
+        self.workdir = workdir
+        self.sandbox = sandbox
+
+    @classmethod
+    def start(cls, sandbox: Any) -> _Child:
+        # In the sandbox, the fresh /tmp: TMPDIR names a folder of the machine's.
+        workdir = tempfile.mkdtemp(prefix="submission-",
+                                   dir="/tmp" if sandbox is not None else None)
+        if sandbox is not None:
+            from .confinement import NOBODY
+
+            # The submission runs as nobody (see Sandbox.confine_child).
+            os.chown(workdir, NOBODY, NOBODY)
+        inbox_read, inbox = os.pipe()
+        signals, signals_write = os.pipe()
+        reports, reports_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child never returns from here
+            _child(inbox_read, signals_write, reports_write, workdir, sandbox)
+        for end in (inbox_read, signals_write, reports_write):
+            os.close(end)
+        # Never blocked by a child that stops reading: the deadline holds.
+        os.set_blocking(inbox, False)
+        return cls(pid, inbox, signals, reports, workdir, sandbox)
+
+    def run(self, plan: list[dict[str, Any]], held: _HeldRequest,
+            deadline: float) -> _Run:
+        """Hand over the code, then the probes once its snippets have run;
+        follow it until it ends or a deadline passes."""
+        functions = [p["function"] for p in plan]
+        run = _Run(functions)
+        limits = [float(p.get("case_timeout", 5)) * max(int(p["cases"]), 1) + 2
+                  for p in plan]
+        submission_deadline = deadline
+        held.code.send(self.inbox, deadline)
+        told = bytearray(1)
+        expected = _SNIPPETS_RUN
+        watch = _end_watch(self.pid)
+        sources = [self.signals, self.reports]
+        child_ended = False
+        while sources:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                run.status = "timeout"
+                break
+            ready, _, _ = select.select(sources + watch, [], [],
+                                        0 if child_ended else remaining)
+            if not ready:
+                if child_ended:
+                    break  # ended, and what it wrote is taken
+                continue
+            if watch and watch[0] in ready:
+                os.close(watch.pop())
+                child_ended = True
+                continue  # read on until the pipes hold nothing more
+            if self.reports in ready:
+                if not run.reports.take_from(self.reports, REPORT_CAP + 1):
+                    sources.remove(self.reports)
+                elif run.reports.size > REPORT_CAP:
+                    run.status = "oversized"
+                    break
+            if self.signals not in ready:
+                continue
+            if not os.readv(self.signals, [told]):
+                sources.remove(self.signals)
+                continue
+            if told[0] != expected:
+                # Not the child's runtime: the student's code, forging.
+                run.status = "tampered"
+                break
+            if told[0] == _SNIPPETS_RUN:
+                # Which functions this child probes, then all the cases.
+                _send(self.inbox, json.dumps(functions).encode() + b"\n", deadline)
+                held.probes.send(self.inbox, deadline)
+                expected = _PROBING
+            elif told[0] < _PROBED:
+                run.begun = told[0] - _PROBING
+                deadline = min(submission_deadline,
+                               time.monotonic() + limits[run.begun])
+                expected = _PROBED + run.begun
+            else:
+                run.done.add(told[0] - _PROBED)
+                deadline = submission_deadline
+                # None fits once every function is reported.
+                expected = _PROBING + len(run.done) \
+                    if len(run.done) < len(functions) else -1
+        for handle in watch:
+            os.close(handle)
+        # Past a function's own limit, or caught forging or flooding, the
+        # child is ended at once.
+        run.exit = _reap(self.pid, deadline if run.status == "finished"
+                         else time.monotonic())
+        self._close()
+        return run
+
+    def discard(self) -> None:
+        """End a child that was never given a submission."""
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self._close()
+
+    def _close(self) -> None:
+        for end in (self.inbox, self.signals, self.reports):
+            os.close(end)
+        if self.sandbox is not None:
+            self.sandbox.end_leftovers()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _end_watch(pid: int) -> list[int]:
@@ -560,16 +616,19 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _child(
-    request: dict[str, Any], write_end: int, workdir: str, sandbox: Any
-) -> None:
+def _child(inbox: int, signals: int, reports: int, workdir: str, sandbox: Any
+           ) -> None:
     code = 0
     leave = os._exit  # taken now: student code may replace os._exit
     try:
+        from .confinement import name_process
+
+        name_process("submission")
         for handle in sandbox.group_handles if sandbox is not None else ():
             os.write(handle, b"0")  # into the submissions' memory group
-        _close_other_files(write_end, request["probes_fd"])
-        _isolate(request, workdir, sandbox)
+        os.setsid()
+        _close_other_files(inbox, signals, reports)
+        _isolate(workdir, sandbox)
         from . import runtime
 
         # Taken before the student's code runs, which may replace names in
@@ -580,19 +639,28 @@ def _child(
         def report(kind: str, body: Any) -> None:
             data = (encode({"kind": kind, "body": body}) + "\n").encode()
             while data:
-                written = write(write_end, data)
+                written = write(reports, data)
                 data = data[written:]
 
-        namespace: dict[str, Any] = {"__name__": "__main__",
-                                     "__builtins__": __builtins__}
-        report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
-        with os.fdopen(request["probes_fd"], "rb") as handed_over:
+        def tell(signal_byte: int) -> None:
+            write(signals, bytes((signal_byte,)))
+
+        with os.fdopen(inbox, "rb") as handed_over:
+            # Waits here until the submission comes.
+            request = loads(handed_over.readline() or b"{}")
+            _limit(request.get("limits", {}))
+            namespace: dict[str, Any] = {"__name__": "__main__",
+                                         "__builtins__": __builtins__}
+            report("snippets", runtime.run_snippets_in(request["snippets"], namespace))
+            tell(_SNIPPETS_RUN)
             functions = loads(handed_over.readline() or b"[]")
             every = {probe["function"]: probe
                      for probe in loads(handed_over.readline() or b"[]")}
-        for probe in (every[name] for name in functions):
-            report("probing", probe["function"])
-            report("probe", probe_namespace(probe, namespace))
+        for index, name in enumerate(functions):
+            tell(_PROBING + index)
+            report("probing", name)
+            report("probe", probe_namespace(every[name], namespace))
+            tell(_PROBED + index)
     except BaseException:  # noqa: BLE001  (nothing may escape a forked child)
         code = 70
     finally:
@@ -609,7 +677,7 @@ def _close_other_files(*kept: int) -> None:
     os.closerange(low, 1 << 16)
 
 
-def _isolate(request: dict[str, Any], workdir: str, sandbox: Any) -> None:
+def _isolate(workdir: str, sandbox: Any) -> None:
     os.chdir(workdir)
     # The serving process ignores SIGINT and the out-of-memory killer;
     # the student's code gets Python's usual handler and no such favour.
@@ -618,7 +686,15 @@ def _isolate(request: dict[str, Any], workdir: str, sandbox: Any) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    limits = request.get("limits", {})
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sandbox is not None:
+        sandbox.confine_child()
+    else:
+        _block_sockets()
+
+
+def _limit(limits: dict[str, Any]) -> None:
+    """The request's resource limits (lowering needs no privilege)."""
     memory = int(limits.get("memory_bytes", 0))
     if memory:
         # Address space counts what the warmed parent already mapped.
@@ -629,11 +705,6 @@ def _isolate(request: dict[str, Any], workdir: str, sandbox: Any) -> None:
     file_size = int(limits.get("file_bytes", 0))
     if file_size:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if sandbox is not None:
-        sandbox.confine_child()
-    else:
-        _block_sockets()
 
 
 def _mapped_bytes() -> int:
