@@ -301,7 +301,7 @@ def test_a_kernel_that_exits_during_probing_fails_fast(assignment: Assignment) -
 def test_nothing_passes_from_one_submission_to_the_next(grader: Grader) -> None:
     # One sandbox serves many submissions: files in /tmp and /dev/shm and
     # processes left running must not reach the next one. In view: the
-    # sandbox (1) and the process serving this submission (the parent).
+    # sandbox (1, the submission's parent) and the submission.
     leaving = (
         "import os, time\n"
         "open('/tmp/left_behind', 'w').write('x')\n"
@@ -542,6 +542,58 @@ def test_a_hidden_folder_inside_a_kept_one_stays_hidden_in_each_fresh_tmp(
         [sys.executable, "-c", _RENEWED_SANDBOX, str(kept), str(hidden)],
         capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(shown.stdout) == [[], True]
+
+
+#: A sandbox in fresh namespaces, renewing its scratch file systems as
+#: after each submission: left clean, the same /tmp serves on; anything
+#: left in /tmp or /dev/shm, even in place of what was there, is gone.
+_SCRATCH_AFTER_SUBMISSIONS = """
+import json, os
+from grader.inkernel.confinement import (
+    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, Sandbox, unshare)
+assert unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET)
+pid = os.fork()
+if pid == 0:
+    sandbox = Sandbox([], keep=[])
+    sandbox.renew_scratch()  # the first time, always
+    seen = []
+    def renewed(leave):
+        # A mark no submission can make (the mount's root is root's): a
+        # fresh file system comes without it.
+        for root in ("/tmp", "/dev/shm"):
+            os.setxattr(root, "trusted.grader_test", b"1")
+        leave()
+        sandbox.renew_scratch()
+        marked = [root for root in ("/tmp", "/dev/shm")
+                  if "trusted.grader_test" in os.listxattr(root)]
+        seen.append([marked, os.listdir("/tmp"), os.listdir("/dev/shm")])
+    def working_folder():
+        os.mkdir("/tmp/submission-x")
+        open("/tmp/submission-x/out.txt", "w").write("x")
+        os.remove("/tmp/submission-x/out.txt")
+        os.rmdir("/tmp/submission-x")
+    renewed(working_folder)
+    renewed(lambda: open("/tmp/left_behind", "w").write("x"))
+    renewed(lambda: open("/dev/shm/left_behind", "w").write("x"))
+    renewed(lambda: os.makedirs("/tmp/a/b/c/d"))
+    print(json.dumps(seen), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@needs_namespaces
+def test_scratch_is_renewed_only_when_a_submission_left_something() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", _SCRATCH_AFTER_SUBMISSIONS],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(shown.stdout) == [
+        # Its working folder removed, nothing was left: kept as it is.
+        [["/tmp", "/dev/shm"], [], []],
+        [[], [], []],
+        [[], [], []],
+        [[], [], []],
+    ]
 
 
 def _memory_hits(*needles: tuple[str, ...]) -> str:
