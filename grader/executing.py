@@ -587,22 +587,26 @@ def _reports_of_runs(answer: dict[str, Any]) -> tuple[list[Any], Any]:
     status = answer.get("status")
     reports: list[Any] = []
     for index, run in enumerate(answer.get("runs", [])):
+        # What the sandbox saw (a flood, or progress out of turn) names the
+        # fault even where the lines break off earlier.
+        seen = run.get("status") if run.get("status") in ("tampered", "oversized") \
+            else None
         order = _ReportOrder(list(run.get("functions", [])))
         *lines, _ = run.get("data", b"").split(b"\n")  # the last line ended?
         for line in lines:
             try:
                 report = json.loads(line)
             except (ValueError, RecursionError):
-                return reports, "malformed"
+                return reports, seen or "malformed"
             kind = report.get("kind") if isinstance(report, dict) else None
             body = report.get("body") if kind else None
             function = body.get("function") if isinstance(body, dict) else body
             if not order.fits(kind, function):
-                return reports, "tampered"
+                return reports, seen or "tampered"
             if kind != "snippets" or index == 0:
                 reports.append(report)
-        if run.get("status") in ("tampered", "oversized"):
-            return reports, run["status"]
+        if seen:
+            return reports, seen
         if isinstance(run.get("failed"), dict):
             reports.append({"kind": "probe_failed", "body": run["failed"]})
     return reports, status

@@ -544,6 +544,48 @@ def test_a_hidden_folder_inside_a_kept_one_stays_hidden_in_each_fresh_tmp(
     assert json.loads(shown.stdout) == [[], True]
 
 
+#: The child's two pipes to the sandbox, found as student code would:
+#: the writable ones, progress bytes first, then reports.
+_CHILD_PIPES = (
+    "import os, stat, fcntl\n"
+    "pipes = []\n"
+    "for fd in range(3, 64):\n"
+    "    try:\n"
+    "        if stat.S_ISFIFO(os.fstat(fd).st_mode) and \\\n"
+    "                fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_WRONLY:\n"
+    "            pipes.append(fd)\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+
+
+@needs_namespaces
+def test_progress_claimed_by_the_submission_voids_its_results(grader: Grader) -> None:
+    # "Snippets run" once more, while the function is being probed: out of
+    # turn, whoever wrote it.
+    result = grade_freqs_doing(grader, _CHILD_PIPES + "os.write(pipes[0], bytes([1]))")
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
+    assert "report channel" in result.functions["compute_class_freqs"].diagnoses[0].message
+    assert result.score == 0
+
+
+@needs_namespaces
+def test_a_flood_of_reports_is_cut_off_at_the_cap(grader: Grader) -> None:
+    flooding = _CHILD_PIPES + (
+        "line = b'{}' + b' ' * 65000 + b'\\n'\n"
+        "for _ in range(200):  # 13 MB, past the 8 MB taken from a child\n"
+        "    os.write(pipes[1], line)\n"
+    )
+    started = time.monotonic()
+    result = grade_freqs_doing(grader, flooding)
+    # Ended as soon as the cap is passed, not at the deadline.
+    assert time.monotonic() - started < 20
+    assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
+    assert "more data than allowed" in \
+        result.functions["compute_class_freqs"].diagnoses[0].message
+    assert result.score == 0
+
+
 #: A sandbox in fresh namespaces, renewing its scratch file systems as
 #: after each submission: left clean, the same /tmp serves on; anything
 #: left in /tmp or /dev/shm, even in place of what was there, is gone.
