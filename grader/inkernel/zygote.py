@@ -113,6 +113,9 @@ def _serve(stdin: int, stdout: int, sandbox: Any, installed: Any) -> None:
             header["id"] = plan.get("id")
             header["backend"] = installed
             _answer(stdout, header, runs)
+            for run in runs:
+                if run.child is not None:
+                    run.child.end()
             if sandbox is not None:
                 # A fresh /tmp and /dev/shm for the next submission, made
                 # now, after this one's answer is on its way.
@@ -329,12 +332,18 @@ def _memory_file(name: str) -> int:
 
 
 def _move(source: int, file: int, count: int) -> int:
+    """Bytes moved from pipe `source` into `file`; 0 at its end, or when
+    a non-blocking pipe holds nothing now."""
     try:
         return os.splice(source, file, min(count, 1 << 20))
     except BlockingIOError:
         return 0
     except (AttributeError, OSError):
-        return os.write(file, os.read(source, min(count, 1 << 16)))
+        try:
+            data = os.read(source, min(count, 1 << 16))
+        except BlockingIOError:
+            return 0
+        return os.write(file, data)
 
 
 def _copy_out(pipe: int, file: int, offset: int, count: int) -> int:
@@ -424,6 +433,8 @@ class _Run:
         self.done: set[int] = set()
         #: Said by the sandbox: the function whose probing ended the child.
         self.failed: dict[str, str] | None = None
+        #: The child, when it is ended only after the answer is sent.
+        self.child: _Child | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"functions": self.functions, "bytes": self.reports.size,
@@ -526,17 +537,37 @@ class _Child:
             else:
                 run.done.add(told[0] - _PROBED)
                 deadline = submission_deadline
-                # None fits once every function is reported.
-                expected = _PROBING + len(run.done) \
-                    if len(run.done) < len(functions) else -1
+                expected = _PROBING + len(run.done)
+                if len(run.done) == len(functions):
+                    # Everything is reported: its last lines are in the
+                    # pipe already (written before this byte).
+                    self._drain(run)
+                    break
         for handle in watch:
             os.close(handle)
+        if len(run.done) == len(functions) and run.status == "finished":
+            # The answer need not wait while the kernel takes the child's
+            # memory apart: it is ended once the answer is sent.
+            run.child = self
+            return run
         # Past a function's own limit, or caught forging or flooding, the
         # child is ended at once.
         run.exit = _reap(self.pid, deadline if run.status == "finished"
                          else time.monotonic())
         self._close()
         return run
+
+    def _drain(self, run: _Run) -> None:
+        os.set_blocking(self.reports, False)
+        while run.reports.take_from(self.reports, REPORT_CAP + 1):
+            if run.reports.size > REPORT_CAP:
+                run.status = "oversized"
+                return
+
+    def end(self) -> None:
+        """End a child whose answer is sent (it is leaving already)."""
+        _reap(self.pid, time.monotonic())
+        self._close()
 
     def discard(self) -> None:
         """End a child that was never given a submission."""
