@@ -38,6 +38,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets import List, Unicode
 
 from grader.inkernel import limits
+from grader.inkernel.zygote import CLEANUP_FAILED
 from grader.locating import LocatedCode, Snippet
 from grader.options import GradingOptions
 from grader.probing import FunctionRun, read_probe_report
@@ -446,6 +447,9 @@ class ForkEngine:
             "timeout": timeout,
         }
         code = {
+            # Carried by each report the child's runtime writes (see
+            # _reports_of_runs).
+            "token": secrets.token_hex(16),
             "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
                          for s in located.snippets],
             "limits": {
@@ -462,27 +466,37 @@ class ForkEngine:
                  for r in requests},
                 failure=reason,
             )
-        return _execution_from_answer(answer, requests)
+        return _execution_from_answer(answer, requests, code["token"])
 
     def _ask(self, plan: dict[str, Any], code: dict[str, Any],
              probes: list[dict[str, Any]], timeout: float) -> dict[str, Any] | None:
         """Send one request; the answer's header, each run's reports under
         "data"; None (and the sandbox closed) when it does not answer."""
-        process = self._zygote()
-        assert process.stdin is not None and process.stdout is not None
         parts = [json.dumps(part).encode() for part in (plan, code, probes)]
-        try:
-            process.stdin.write(b"%d %d %d\n" % tuple(len(p) for p in parts)
-                                + b"".join(parts))
-            process.stdin.flush()
-        except BrokenPipeError:
-            self.close()
-            return None
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
-        line = process.stdout.readline() if ready else ""
-        if not line:
+        request = b"%d %d %d\n" % tuple(len(p) for p in parts) + b"".join(parts)
+        for _attempt in range(2):
+            process = self._zygote()
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.write(request)
+                process.stdin.flush()
+            except BrokenPipeError:
+                # Ended after its last answer (see CLEANUP_FAILED): the
+                # request goes to a fresh sandbox.
+                self.close()
+                continue
+            ready, _, _ = select.select([process.stdout], [], [], timeout)
+            line = process.stdout.readline() if ready else b""
+            if line:
+                break
+            if ready and _ended_with(process, CLEANUP_FAILED):
+                self.close()
+                continue
             log.warning("the grading sandbox did not answer; restarting it")
             self.close()
+            return None
+        else:
+            log.warning("the grading sandbox failed twice before this submission")
             return None
         answer: dict[str, Any] = json.loads(line)
         if answer.get("id") != plan["id"]:
@@ -525,13 +539,20 @@ class ForkEngine:
         return self._process
 
 
+def _ended_with(process: subprocess.Popen[bytes], code: int) -> bool:
+    try:
+        return process.wait(timeout=5) == code
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def _execution_from_answer(
-    answer: dict[str, Any], requests: list[dict[str, Any]]
+    answer: dict[str, Any], requests: list[dict[str, Any]], token: str
 ) -> Execution:
     statuses: list[SnippetStatus] = []
     probes: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    reports, status = _reports_of_runs(answer)
+    reports, status = _reports_of_runs(answer, token)
     for report in reports:
         if not isinstance(report, dict):
             continue
@@ -577,12 +598,13 @@ def _execution_from_answer(
     return Execution(runs, tuple(statuses), backend or {}, None, protections)
 
 
-def _reports_of_runs(answer: dict[str, Any]) -> tuple[list[Any], Any]:
+def _reports_of_runs(answer: dict[str, Any], token: str) -> tuple[list[Any], Any]:
     """The reports of a submission's children in order, and the status.
 
     A later child runs the snippets again: only the first one's statuses
-    count. A run whose lines break the only order the runtime writes in
-    was written to by someone else: the student's code, forging.
+    count. A line without the request's token, or out of the only order
+    the runtime writes in, was written by someone else: the student's
+    code, forging.
     """
     status = answer.get("status")
     reports: list[Any] = []
@@ -598,7 +620,8 @@ def _reports_of_runs(answer: dict[str, Any]) -> tuple[list[Any], Any]:
                 report = json.loads(line)
             except (ValueError, RecursionError):
                 return reports, seen or "malformed"
-            kind = report.get("kind") if isinstance(report, dict) else None
+            signed = isinstance(report, dict) and report.get("token") == token
+            kind = report.get("kind") if signed else None
             body = report.get("body") if kind else None
             function = body.get("function") if isinstance(body, dict) else body
             if not order.fits(kind, function):

@@ -17,7 +17,7 @@ import pytest
 from jupyter_core.paths import jupyter_runtime_dir
 
 from grader.assignment import Assignment
-from grader.executing import KernelPackage, _launcher_command
+from grader.executing import ForkEngine, KernelPackage, _launcher_command
 from grader.inkernel import limits
 from grader.options import GradingOptions
 from grader.pipeline import Grader
@@ -445,3 +445,51 @@ def test_no_control_group_outlives_its_kernel(kernel_grader: Grader) -> None:
             if name.startswith("grader-sandbox-")
             and not limits._alive(int(name.removeprefix("grader-sandbox-")))]
     assert left == []
+
+
+#: Stand-ins for the sandbox: one that takes a request and then ends as the
+#: sandbox does when cleaning up after its previous answer failed, and one
+#: that answers.
+_SANDBOX_READING_THEN_ENDING = """
+import json, os, sys
+sizes = sys.stdin.buffer.readline().split()
+sys.stdin.buffer.read(sum(int(size) for size in sizes))
+os._exit(75)
+"""
+_SANDBOX_ANSWERING = """
+import json, sys
+sizes = [int(size) for size in sys.stdin.buffer.readline().split()]
+plan = json.loads(sys.stdin.buffer.read(sizes[0]))
+sys.stdin.buffer.read(sizes[1] + sizes[2])
+print(json.dumps({"id": plan["id"], "status": "finished", "runs": []}), flush=True)
+"""
+
+
+def test_a_request_taken_by_a_sandbox_that_could_not_clean_up_goes_to_a_fresh_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader.inkernel.zygote import CLEANUP_FAILED
+
+    assert CLEANUP_FAILED == 75
+    engine = ForkEngine(KernelPackage(), GradingOptions())
+    started = []
+
+    def stand_in() -> subprocess.Popen[bytes]:
+        if engine._process is None or engine._process.poll() is not None:
+            script = (_SANDBOX_ANSWERING if started else _SANDBOX_READING_THEN_ENDING)
+            engine._process = subprocess.Popen([sys.executable, "-c", script],
+                                               stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+            engine._owner = os.getpid()
+            started.append(engine._process)
+        return engine._process
+
+    monkeypatch.setattr(engine, "_zygote", stand_in)
+    plan = {"id": "request-1", "probe_plan": [], "timeout": 5}
+    try:
+        answer = engine._ask(plan, {"snippets": []}, [], timeout=20)
+    finally:
+        engine.close()
+        engine.package.close()
+    assert answer == {"id": "request-1", "status": "finished", "runs": []}
+    assert len(started) == 2
+    assert started[0].returncode == 75

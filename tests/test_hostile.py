@@ -559,6 +559,109 @@ _CHILD_PIPES = (
 )
 
 
+#: At definition time, before the runtime reports anything, the student's
+#: code speaks the whole protocol itself: progress bytes, the cases read
+#: from the child's inbox, and reports in the right order, where a NumPy
+#: loss that changes its input claims to be a tensor that does not.
+LOSS_TAKING_OVER_THE_PROTOCOL = """
+import fcntl, json, os, stat, sys
+
+def _take_over(function):
+    pipes = [fd for fd in range(3, 64) if _is_pipe(fd)]
+    inbox = next(fd for fd in pipes if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_WRONLY)
+    progress, reports = [fd for fd in pipes if fd != inbox]
+    def line():
+        read = b""
+        while not read.endswith(b"\\n"):
+            read += os.read(inbox, 1)
+        return json.loads(read)
+    def report(kind, body):
+        os.write(reports, (json.dumps({"kind": kind, "body": body}) + "\\n").encode())
+    namespace = function.__globals__
+    namespace[function.__name__] = function
+    os.write(progress, bytes([1]))
+    functions = line()
+    probes = {probe["function"]: probe for probe in line()}
+    runtime = next(m for n, m in list(sys.modules.items()) if n.endswith(".runtime"))
+    report("snippets", {"statuses": [], "output": {"text": "", "chars": 0}})
+    for index, name in enumerate(functions):
+        os.write(progress, bytes([0x10 + index]))
+        report("probing", name)
+        body = runtime.probe_namespace(probes[name], namespace)
+        for case in body["cases"]:
+            result = case.get("result") or {}
+            if result.get("kind") == "numpy_scalar":
+                result["kind"] = "tensor"
+            case["mutated"] = []
+        report("probe", body)
+        os.write(progress, bytes([0x40 + index]))
+    os._exit(0)
+
+def _is_pipe(fd):
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+@_take_over
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
+    def weighted_loss(y_true, y_pred):
+        loss = 0.0
+        for i in range(len(pos_weights)):
+            loss += -np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
+                             + neg_weights[i] * (1 - y_true[:, i])
+                             * np.log(1 - y_pred[:, i] + epsilon))
+        y_true[0, 0] = 0.5
+        return np.float32(loss)
+    return weighted_loss
+"""
+
+
+@needs_namespaces
+def test_reports_forged_in_order_without_the_runtime_void_the_results(
+        grader: Grader) -> None:
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(""),
+                         LOSS_TAKING_OVER_THE_PROTOCOL)
+    for name in ("compute_class_freqs", "get_weighted_loss"):
+        assert diagnosis_ids(result, name) == ["function.crashed"]
+        assert "report channel" in result.functions[name].diagnoses[0].message
+    assert result.score == 0
+
+
+@needs_namespaces
+def test_no_socket_name_passes_to_the_next_submission(grader: Grader) -> None:
+    # An abstract Unix socket, kept alive by a message that carries it, is
+    # seen by name in /proc/net/unix by whoever runs next.
+    naming = (
+        "import array, socket\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.bind('\\0student-a-says-hello')\n"
+        "s.sendmsg([b'.'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,\n"
+        "          array.array('i', [s.fileno()]))], 0, '\\0student-a-says-hello')\n"
+    )
+    first = grade_freqs_doing(grader, naming)
+    message = first.functions["compute_class_freqs"].diagnoses[0].message
+    assert "PermissionError" in message
+    looking = (
+        "names = [line.split()[-1] for line in open('/proc/net/unix')]\n"
+        "assert not any('student-a' in name for name in names), names\n"
+    )
+    after = grade_freqs_doing(grader, looking)
+    assert diagnosis_ids(after, "compute_class_freqs") == []
+
+
+@needs_namespaces
+def test_a_working_folder_too_deep_to_remove_spoils_nothing(grader: Grader) -> None:
+    deep = "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+    first = grade_freqs_doing(grader, deep)
+    sandbox = grader.fork_engine._process
+    after = grade_freqs_doing(grader, "import os\nassert os.listdir('.') == []")
+    assert diagnosis_ids(first, "compute_class_freqs") == []
+    assert diagnosis_ids(after, "compute_class_freqs") == []
+    # The same sandbox: its /tmp was replaced, it did not die.
+    assert grader.fork_engine._process is sandbox
+
+
 @needs_namespaces
 def test_progress_claimed_by_the_submission_voids_its_results(grader: Grader) -> None:
     # "Snippets run" once more, while the function is being probed: out of
@@ -588,7 +691,7 @@ def test_a_flood_of_reports_is_cut_off_at_the_cap(grader: Grader) -> None:
 
 #: A sandbox in fresh namespaces, renewing its scratch file systems as
 #: after each submission: left clean, the same /tmp serves on; anything
-#: left in /tmp or /dev/shm, even in place of what was there, is gone.
+#: left in /tmp or /dev/shm, or made there at all, is gone.
 _SCRATCH_AFTER_SUBMISSIONS = """
 import json, os
 from grader.inkernel.confinement import (
@@ -609,12 +712,14 @@ if pid == 0:
         marked = [root for root in ("/tmp", "/dev/shm")
                   if "trusted.grader_test" in os.listxattr(root)]
         seen.append([marked, os.listdir("/tmp"), os.listdir("/dev/shm")])
-    def working_folder():
-        os.mkdir("/tmp/submission-x")
-        open("/tmp/submission-x/out.txt", "w").write("x")
-        os.remove("/tmp/submission-x/out.txt")
-        os.rmdir("/tmp/submission-x")
-    renewed(working_folder)
+    def working_folder(files):
+        folder = sandbox.new_workdir()
+        for number in range(files):  # made and removed again
+            open(f"{folder}/{number}", "w").close()
+            os.remove(f"{folder}/{number}")
+        os.rmdir(folder)
+    renewed(lambda: working_folder(0))
+    renewed(lambda: working_folder(3))
     renewed(lambda: open("/tmp/left_behind", "w").write("x"))
     renewed(lambda: open("/dev/shm/left_behind", "w").write("x"))
     renewed(lambda: os.makedirs("/tmp/a/b/c/d"))
@@ -632,6 +737,8 @@ def test_scratch_is_renewed_only_when_a_submission_left_something() -> None:
     assert json.loads(shown.stdout) == [
         # Its working folder removed, nothing was left: kept as it is.
         [["/tmp", "/dev/shm"], [], []],
+        # Files made and removed: the next file's number would tell how many.
+        [[], [], []],
         [[], [], []],
         [[], [], []],
         [[], [], []],

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import tempfile
 from collections.abc import Iterable
 
 CLONE_NEWNS = 0x00020000
@@ -200,12 +201,15 @@ class Sandbox:
         hidden = list(hidden)
         self._hidden_in_tmp = [folder for folder in hidden if folder.startswith("/tmp/")]
         self._done = confine(hidden, keep)
-        if block_system_calls():
+        if block_system_calls(also=BLOCKED_BETWEEN_SUBMISSIONS):
             self._done.append("system_calls_filtered")
         self._scratch_renewed = True
         # Renewed after the first submission whatever it leaves: setting
         # up left a staging folder in /tmp.
         self._scratch_as_new: dict[str, tuple[int, ...]] | None = None
+        #: The number of the last file this process made in each scratch
+        #: file system.
+        self._last_inode: dict[str, int] = {}
         #: Protections set up outside this class (control groups).
         self.limits: list[str] = []
         #: Handles on the memory groups' process lists, which each
@@ -222,7 +226,8 @@ class Sandbox:
         replacing them (milliseconds of waiting on the kernel) is skipped.
         """
         if self._scratch_renewed and self._scratch_as_new is not None \
-                and _scratch_listing(self._scratch_as_new) == self._scratch_as_new:
+                and _scratch_listing(self._scratch_as_new) == self._scratch_as_new \
+                and self._inode_counters_as_left():
             return
         renewed = _unmount("/tmp") and _cover("/tmp", self._kept_in_tmp)
         in_view = [folder for folder in self._hidden_in_tmp if os.path.isdir(folder)]
@@ -232,6 +237,36 @@ class Sandbox:
             "size=64m,mode=1777") and renewed
         self._scratch_renewed = bool(renewed)
         self._scratch_as_new = _scratch_listing()
+        self._inode_counters_as_left()
+
+    def new_workdir(self) -> str:
+        """A working folder for the next submission in /tmp, owned by
+        nobody (see `confine_child`)."""
+        workdir = tempfile.mkdtemp(prefix="submission-", dir="/tmp")
+        os.chown(workdir, NOBODY, NOBODY)
+        self._last_inode["/tmp"] = os.stat(workdir).st_ino
+        return workdir
+
+    def _inode_counters_as_left(self) -> bool:
+        """Whether no file was made in /tmp or /dev/shm since this process
+        last made one there, even one removed since: a file system numbers
+        the files it makes in order, so the next one's number would tell
+        the next submission how many the last one made."""
+        unchanged = True
+        for root in SCRATCH:
+            try:
+                probe = os.open(f"{root}/.next", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                                0o600)
+            except OSError:
+                unchanged = False
+                continue
+            number = os.fstat(probe).st_ino
+            os.close(probe)
+            os.unlink(f"{root}/.next")
+            last = self._last_inode.get(root)
+            unchanged = unchanged and last is not None and number == last + 1
+            self._last_inode[root] = number
+        return unchanged
 
     def end_leftovers(self) -> None:
         """End every other process of the namespace, and reap them."""
@@ -424,10 +459,17 @@ BLOCKED_SYSTEM_CALLS = (
 )
 
 
-def block_system_calls() -> bool:
-    """A seccomp filter, through libseccomp, that fails those calls with
-    EPERM for this process and every process it starts; False where the
-    library or the kernel offers none."""
+#: Also blocked where one process serves submission after submission:
+#: binding names a socket in the network namespace they all share, which
+#: the next submission would find (an abstract Unix socket's name can
+#: carry any message). Kernels serve Jupyter on sockets they bind.
+BLOCKED_BETWEEN_SUBMISSIONS = ("bind",)
+
+
+def block_system_calls(also: tuple[str, ...] = ()) -> bool:
+    """A seccomp filter, through libseccomp, that fails those calls (and
+    `also`) with EPERM for this process and every process it starts;
+    False where the library or the kernel offers none."""
     try:
         lib = ctypes.CDLL("libseccomp.so.2")
     except OSError:
@@ -443,7 +485,7 @@ def block_system_calls() -> bool:
     if not context:
         return False
     try:
-        for name in BLOCKED_SYSTEM_CALLS:
+        for name in BLOCKED_SYSTEM_CALLS + also:
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number >= 0 and lib.seccomp_rule_add(context, fail_with_eperm, number, 0):
                 return False
