@@ -796,6 +796,22 @@ def test_a_submission_finds_no_hidden_input_and_no_other_submission_in_memory(
     assert "ValueError: hits [0, 0, 0, 0]" in message, message
 
 
+@needs_namespaces
+def test_how_a_submission_ended_does_not_reach_the_next_in_memory(
+        grader: Grader) -> None:
+    # The sandbox learns how many bytes a child reported and how it ended;
+    # the next child must not inherit that knowledge.
+    ending = freqs_doing(_CHILD_PIPES + (
+        "os.write(pipes[1], b'x' * 54321)\n"
+        "os._exit(42)"))
+    first = grade_cells(grader, "import numpy as np\n", ending)
+    assert "exit status 42" in first.functions["compute_class_freqs"].diagnoses[0].message
+    result = grade_cells(grader, "import numpy as np\n", _memory_hits(
+        ("54", "321"), ("exit st", "atus 42"), ("never-", "sent-anywhere")))
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "ValueError: hits [0, 0, 0]" in message, message
+
+
 def test_public_evidence_quotes_nothing_a_hidden_case_gave(
         assignment: Assignment) -> None:
     # Feedback that students read (Gradescope) must not carry the hidden

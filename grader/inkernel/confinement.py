@@ -24,6 +24,7 @@ import ctypes
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterable
 
 CLONE_NEWNS = 0x00020000
@@ -268,17 +269,35 @@ class Sandbox:
             self._last_inode[root] = number
         return unchanged
 
-    def end_leftovers(self) -> None:
-        """End every other process of the namespace, and reap them."""
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while True:
+    def end_leftovers(self, spare: Iterable[int] = ()) -> None:
+        """End every other process of the namespace but `spare`, and reap
+        what comes to this process (the namespace's first, which inherits
+        every orphan)."""
+        if not spare:
             try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while True:
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
+        kept = {os.getpid(), *spare}
+        # Killed, a process starts no other; one started meanwhile is
+        # found on the next round. The process limit bounds the rounds.
+        for _round in range(1000):
+            others = [int(name) for name in os.listdir("/proc")
+                      if name.isdigit() and int(name) not in kept]
+            if not others:
                 return
+            for pid in others:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            _reap_orphans()
+            time.sleep(0.0002)
 
     @staticmethod
     def confine_child() -> None:
@@ -296,6 +315,16 @@ class Sandbox:
         if self._scratch_renewed:
             done.append("fresh_tmp_per_submission")
         return done + self.limits + ["private_ipc", "unprivileged_user"]
+
+
+def _reap_orphans() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
 
 
 #: The scratch file systems a submission can write to.

@@ -24,8 +24,11 @@ took: the functions it was given, how it ended, the size of its reports),
 then the reports of each child, one JSON line each, as it wrote them, so
 that a child that dies half-way still leaves what it finished.
 
-The child for the next submission is forked in advance, once the previous
-one is done and /tmp and /dev/shm are renewed: new session, resource
+The children are forked by a template: a copy of the sandbox made before
+it served anything, so that no child inherits what the sandbox learnt of
+the ones before (how they ended, how much they reported). The child for
+the next submission is forked in advance, once the previous one is done
+and /tmp and /dev/shm are as new: new session, resource
 limits, no capabilities, user nobody, a private working directory,
 stdin/stdout/stderr on /dev/null, no file handle of the sandbox but its
 three pipes. After it: every process it left is ended. Where namespaces are
@@ -37,12 +40,14 @@ grading.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
 import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -103,7 +108,8 @@ def _serve(stdin: int, stdout: int, sandbox: Any, installed: Any) -> None:
     it: joining the memory group and dropping privileges (milliseconds of
     waiting on the kernel) are done by the time its request comes.
     """
-    waiting: _Child | None = _Child.start(sandbox)
+    parent = _Template.start(sandbox) if hasattr(os, "pidfd_open") else _Direct()
+    waiting: _Child | None = _Child.start(sandbox, parent)
     try:
         while True:
             request = _read_request(stdin)
@@ -124,7 +130,7 @@ def _serve(stdin: int, stdout: int, sandbox: Any, installed: Any) -> None:
                     # A fresh /tmp and /dev/shm for the next submission, made
                     # now, after this one's answer is on its way.
                     sandbox.renew_scratch()
-                waiting = _Child.start(sandbox)
+                waiting = _Child.start(sandbox, parent)
             except Exception:
                 # Unfit to serve another submission: the grader starts a
                 # fresh sandbox and sends it the request it may have sent.
@@ -132,6 +138,7 @@ def _serve(stdin: int, stdout: int, sandbox: Any, installed: Any) -> None:
     finally:
         if waiting is not None:
             waiting.discard()
+        parent.close()
 
 
 def _answer(stdout: int, header: dict[str, Any], runs: list[_Run]) -> None:
@@ -376,8 +383,7 @@ def _set_oom_score(score: int) -> bool:
 #: snippets have run; it is probing function i of its list; it has
 #: reported function i. Read into one reused byte and checked against the
 #: one expected, they leave none of the child's words in the sandbox's
-#: memory. (What does stay there: the size of its reports and how it
-#: ended; see the README's known limits.)
+#: memory (which matters where it forks the children itself: `_Direct`).
 _SNIPPETS_RUN = 0x01
 _PROBING = 0x10
 _PROBED = 0x40
@@ -388,7 +394,7 @@ _MOST_FUNCTIONS = _PROBED - _PROBING
 
 
 def _grade(
-    plan: dict[str, Any], held: _HeldRequest, child: _Child | None, sandbox: Any
+    plan: dict[str, Any], held: _HeldRequest, child: _Child, sandbox: Any
 ) -> tuple[dict[str, Any], list[_Run]]:
     """Run the submission and probe every function in one child.
 
@@ -403,8 +409,7 @@ def _grade(
     deadline = started + float(plan.get("timeout", 60))
     runs: list[_Run] = []
     while True:
-        run = (child or _Child.start(sandbox)).run(waiting, held, deadline)
-        child = None
+        run = child.run(waiting, held, deadline)
         runs.append(run)
         unfinished = [p for i, p in enumerate(waiting) if i not in run.done]
         begun = run.begun
@@ -419,6 +424,7 @@ def _grade(
         if not waiting:
             status = "finished"
             break
+        child = _Child.start(sandbox, child.parent)
     if sandbox is not None:
         protections = sandbox.protections()
     else:
@@ -460,31 +466,26 @@ class _Child:
     its privileges and waits for the submission's code on its inbox.
     """
 
-    def __init__(self, pid: int, inbox: int, signals: int, reports: int,
-                 workdir: str, sandbox: Any) -> None:
+    def __init__(self, pid: int, pipes: list[int], pidfd: int | None,
+                 workdir: str, sandbox: Any, parent: Any) -> None:
         self.pid = pid
-        self.inbox = inbox
-        self.signals = signals
-        self.reports = reports
+        self.inbox, self.signals, self.reports = pipes
+        #: Readable once the child has ended (None where Linux has none).
+        self.pidfd = pidfd
         self.workdir = workdir
         self.sandbox = sandbox
+        self.parent = parent
+        self._status: int | None = None
 
     @classmethod
-    def start(cls, sandbox: Any) -> _Child:
+    def start(cls, sandbox: Any, parent: Any) -> _Child:
         # In the sandbox, its /tmp (TMPDIR names a folder of the machine's).
         workdir = sandbox.new_workdir() if sandbox is not None \
             else tempfile.mkdtemp(prefix="submission-")
-        inbox_read, inbox = os.pipe()
-        signals, signals_write = os.pipe()
-        reports, reports_write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child never returns from here
-            _child(inbox_read, signals_write, reports_write, workdir, sandbox)
-        for end in (inbox_read, signals_write, reports_write):
-            os.close(end)
+        pid, pipes, pidfd = parent.fork(workdir, sandbox)
         # Never blocked by a child that stops reading: the deadline holds.
-        os.set_blocking(inbox, False)
-        return cls(pid, inbox, signals, reports, workdir, sandbox)
+        os.set_blocking(pipes[0], False)
+        return cls(pid, pipes, pidfd, workdir, sandbox, parent)
 
     def run(self, plan: list[dict[str, Any]], held: _HeldRequest,
             deadline: float) -> _Run:
@@ -498,7 +499,7 @@ class _Child:
         held.code.send(self.inbox, deadline)
         told = bytearray(1)
         expected = _SNIPPETS_RUN
-        watch = _end_watch(self.pid)
+        watch = [self.pidfd] if self.pidfd is not None else []
         sources = [self.signals, self.reports]
         child_ended = False
         while sources:
@@ -513,7 +514,7 @@ class _Child:
                     break  # ended, and what it wrote is taken
                 continue
             if watch and watch[0] in ready:
-                os.close(watch.pop())
+                watch = []
                 child_ended = True
                 continue  # read on until the pipes hold nothing more
             if self.reports in ready:
@@ -550,8 +551,6 @@ class _Child:
                     # pipe already (written before this byte).
                     self._drain(run)
                     break
-        for handle in watch:
-            os.close(handle)
         if len(run.done) == len(functions) and run.status == "finished":
             # The answer need not wait while the kernel takes the child's
             # memory apart: it is ended once the answer is sent.
@@ -559,8 +558,8 @@ class _Child:
             return run
         # Past a function's own limit, or caught forging or flooding, the
         # child is ended at once.
-        run.exit = _reap(self.pid, deadline if run.status == "finished"
-                         else time.monotonic())
+        run.exit = self._reap(deadline if run.status == "finished"
+                              else time.monotonic())
         self._close()
         return run
 
@@ -573,32 +572,195 @@ class _Child:
 
     def end(self) -> None:
         """End a child whose answer is sent (it is leaving already)."""
-        _reap(self.pid, time.monotonic())
+        self._reap(time.monotonic())
         self._close()
 
     def discard(self) -> None:
         """End a child that was never given a submission."""
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        self._reap(time.monotonic())
         self._close()
+
+    def _reap(self, deadline: float) -> str:
+        """How the child ended; killed, with its whole group, if it still
+        runs at the deadline."""
+        if not self._ended_by(deadline):
+            _kill_group(self.pid)
+            try:  # not in a group of its own yet, perhaps
+                if self.pidfd is not None:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                else:
+                    os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        status = self._status if self._status is not None \
+            else self.parent.status(self.pid)
+        # Whatever the submission started in its session goes too.
+        _kill_group(self.pid)
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {os.WTERMSIG(status)}"
+        return f"exit status {os.WEXITSTATUS(status)}"
+
+    def _ended_by(self, deadline: float) -> bool:
+        """Whether the child ends by the deadline: its process handle says
+        so at once where Linux offers one; polled otherwise."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if self.pidfd is not None:
+                ready, _, _ = select.select([self.pidfd], [], [], max(remaining, 0))
+                return bool(ready)
+            self._status = self.parent.status(self.pid, block=False)
+            if self._status is not None:
+                return True
+            if remaining <= 0:
+                return False
+            time.sleep(min(0.002, remaining))
 
     def _close(self) -> None:
         for end in (self.inbox, self.signals, self.reports):
             os.close(end)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
         if self.sandbox is not None:
-            self.sandbox.end_leftovers()
+            self.sandbox.end_leftovers(spare=self.parent.spare)
         try:
             shutil.rmtree(self.workdir, ignore_errors=True)
         except RecursionError:
             pass  # folders nested thousands deep: /tmp is replaced instead
 
 
-def _end_watch(pid: int) -> list[int]:
-    """A handle that becomes readable when `pid` ends, where Linux has one."""
+class _Direct:
+    """The sandbox forks each child itself, where Linux has no process
+    handles to follow another's child. Known shortcoming: the child then
+    inherits the sandbox's memory, and what it learnt of earlier children
+    (how they ended, how much they reported)."""
+
+    spare: tuple[int, ...] = ()
+
+    @staticmethod
+    def fork(workdir: str, sandbox: Any) -> tuple[int, list[int], int | None]:
+        return _fork_child(workdir, sandbox)
+
+    @staticmethod
+    def status(pid: int, block: bool = True) -> int | None:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        return status if done else None
+
+    def close(self) -> None:
+        pass
+
+
+class _Template:
+    """A copy of the sandbox made before it served anything, which forks
+    the children: they inherit nothing the sandbox learnt since, so no
+    submission finds in its memory how an earlier one ended.
+
+    It is told what to do over a socket: fork a child for a working
+    folder (it answers with the child's process number, and passes the
+    sandbox's ends of the child's pipes and a handle on the process), or
+    reap one (it answers with the kernel's record of how the child ended,
+    from a buffer it then clears).
+    """
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self.spare = (pid,)
+        self._control = control
+
+    @classmethod
+    def start(cls, sandbox: Any) -> _Template:
+        ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # never returns from here
+            ours.close()
+            _serve_as_template(its, sandbox)
+        its.close()
+        return cls(pid, ours)
+
+    def fork(self, workdir: str, sandbox: Any) -> tuple[int, list[int], int | None]:
+        self._control.send(b"f" + workdir.encode())
+        said, handles, _, _ = socket.recv_fds(self._control, 64, 4)
+        if len(handles) < 3:
+            raise OSError("the template could not fork a child")
+        return int(said), handles[:3], handles[3] if len(handles) > 3 else None
+
+    def status(self, pid: int, block: bool = True) -> int:
+        self._control.send(b"w%d" % pid)
+        record = self._control.recv(_SIGINFO_BYTES)
+        code = int.from_bytes(record[8:12], "little", signed=True)
+        value = int.from_bytes(record[24:28], "little", signed=True) & 0xFF
+        # As a wait status: an exit code, or the signal that ended it.
+        return value << 8 if code == _CLD_EXITED else value
+
+    def close(self) -> None:
+        self._control.close()  # it ends at the end of its socket
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+#: waitid's record of a child (siginfo_t): its size, and how a child that
+#: exited (rather than was killed) is marked.
+_SIGINFO_BYTES = 128
+_CLD_EXITED = 1
+_P_PID = 1
+_WEXITED = 4
+
+
+def _serve_as_template(control: socket.socket, sandbox: Any) -> None:
+    from .confinement import _c, name_process
+
+    name_process("grader-template")
+    # The grader's pipes are the sandbox's to use: only the socket here.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    libc = _c()
+    record = ctypes.create_string_buffer(_SIGINFO_BYTES)
+    code = 0
     try:
-        return [os.pidfd_open(pid)]
+        while True:
+            order = control.recv(4096)
+            if not order:
+                break
+            if order[:1] == b"f":
+                pid, pipes, pidfd = _fork_child(order[1:].decode(), sandbox,
+                                                control.fileno())
+                handles = pipes + ([pidfd] if pidfd is not None else [])
+                socket.send_fds(control, [b"%d" % pid], handles)
+                for handle in handles:
+                    os.close(handle)
+            elif order[:1] == b"w":
+                # Into a buffer of ctypes and out again: no Python object
+                # ever holds how the child ended, for the next to find.
+                libc.waitid(_P_PID, int(order[1:]), record, _WEXITED)
+                control.send(record)
+                ctypes.memset(record, 0, _SIGINFO_BYTES)
+    except BaseException:  # noqa: BLE001  (a forked process leaves only here)
+        code = 70
+    os._exit(code)
+
+
+def _fork_child(workdir: str, sandbox: Any, *closed: int
+                ) -> tuple[int, list[int], int | None]:
+    """Fork a child for `workdir`: its pid, the other ends of its pipes
+    (inbox to write, progress and reports to read) and a handle on it."""
+    inbox_read, inbox = os.pipe()
+    signals, signals_write = os.pipe()
+    reports, reports_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never returns from here
+        for handle in closed:
+            os.close(handle)
+        _child(inbox_read, signals_write, reports_write, workdir, sandbox)
+    for end in (inbox_read, signals_write, reports_write):
+        os.close(end)
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
     except (AttributeError, OSError):
-        return []
+        pidfd = None
+    return pid, [inbox, signals, reports], pidfd
 
 
 def _send(fd: int, data: bytes, deadline: float) -> None:
@@ -611,43 +773,6 @@ def _send(fd: int, data: bytes, deadline: float) -> None:
                 continue
             except BrokenPipeError:
                 return
-
-
-def _reap(pid: int, deadline: float) -> str:
-    """Wait for the child until the deadline, then kill its whole group."""
-    status = _wait(pid, deadline)
-    if status is None:
-        _kill_group(pid)
-        _, status = os.waitpid(pid, 0)
-    # Whatever the submission started in its session goes too.
-    _kill_group(pid)
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def _wait(pid: int, deadline: float) -> int | None:
-    """The child's wait status, or None if it still runs at the deadline.
-
-    Sleeps on a process file descriptor where Linux offers one, so that the
-    end of the child is seen at once; polls otherwise.
-    """
-    watch = _end_watch(pid)
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            if watch:
-                select.select(watch, [], [], remaining)
-            else:
-                time.sleep(min(0.002, remaining))
-    finally:
-        for handle in watch:
-            os.close(handle)
 
 
 def _kill_group(pid: int) -> None:
