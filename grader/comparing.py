@@ -9,6 +9,7 @@ the wrong type is still recognised as right.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,15 @@ def _leaf_matches(leaf: Observed, want: np.ndarray, tolerance: Tolerance) -> boo
 
 
 def _close(got: np.ndarray, want: np.ndarray, tolerance: Tolerance) -> np.ndarray:
+    if got.ndim == 0 and want.ndim == 0:
+        # One number, as most results are: the same rule without the cost
+        # of NumPy's machinery, paid tens of times per submission.
+        mine, wanted = float(got), float(want)
+        if math.isnan(mine) or math.isnan(wanted):
+            return np.bool_(math.isnan(mine) and math.isnan(wanted))
+        if math.isinf(mine) or math.isinf(wanted):
+            return np.bool_(mine == wanted)
+        return np.bool_(abs(mine - wanted) <= tolerance.atol + tolerance.rtol * abs(wanted))
     both_nan = np.isnan(got) & np.isnan(want)
     with np.errstate(invalid="ignore"):
         same_inf = np.isinf(want) & (got == want)

@@ -95,3 +95,24 @@ def test_second_assignment_evidence_and_score(mse_grader: Grader) -> None:
         "(3 values) you return 4.25, 3 x the expected 1.4167. See cell 1, line 4. "
         "Divide by the number of values."
     )
+
+
+def test_one_number_is_compared_by_the_same_rule_as_arrays() -> None:
+    # Single numbers take a shorter path; it must agree with the array rule
+    # everywhere: tolerance edges, nan, infinities of either sign.
+    from grader.assignment import Tolerance
+    from grader.comparing import _close
+
+    tolerance = Tolerance(rtol=1e-4, atol=1e-6)
+    numbers = [0.0, -0.0, 1.0, -1.0, 1.00009, 1.00011, 5e-7, 2e-6, 1e300,
+               np.nan, np.inf, -np.inf]
+    agreed = [
+        bool(_close(np.float64(a), np.float64(b), tolerance))
+        == bool(_close(np.array([a]), np.array([b]), tolerance)[0])
+        for a, b in itertools.product(numbers, repeat=2)
+    ]
+    assert all(agreed)
+    assert bool(_close(np.float64(1.0), np.float64(1.00009), tolerance))
+    assert not bool(_close(np.float64(1.0), np.float64(1.00011), tolerance))
+    assert bool(_close(np.float64(np.nan), np.float64(np.nan), tolerance))
+    assert not bool(_close(np.float64(np.inf), np.float64(-np.inf), tolerance))
