@@ -238,7 +238,8 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
             print_result(console, arrived[pending[printed]], hints=not quiet)
             printed += 1
 
-    log.info("grading %d submissions of %s", len(pending), assignment.name)
+    log.info("grading %d submission%s of %s", len(pending),
+             "" if len(pending) == 1 else "s", assignment.name)
     with _progress(console, len(pending)) as bar:
         task = bar.add_task("grading", total=len(pending)) if bar else None
 

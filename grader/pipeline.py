@@ -295,7 +295,8 @@ def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple
         if not folder.is_dir():
             continue
         if any(folder == n or folder in n.parents for n in needed):
-            log.debug("not hiding %s: Python itself lives there", folder)
+            log.debug("not hiding %s as a whole: Python itself lives there (what "
+                      "must stay unseen in it is hidden on its own)", folder)
             continue
         kept.append(str(folder))
     return tuple(kept)

@@ -33,8 +33,8 @@ def print_result(console: Console, result: SubmissionResult, hints: bool = True)
             f"[bold red]ERROR[/]  {name}: {escape(result.error_kind or '')}",
             soft_wrap=True,
         )
-        if hints:
-            console.print(f"       {escape(result.error_message or '')}", soft_wrap=True)
+        # What to do about a file is no hint: said even with --quiet.
+        console.print(f"       {escape(result.error_message or '')}", soft_wrap=True)
         return
     full = result.score == result.max_score
     colour = "green" if full else ("yellow" if result.score > 0 else "red")

@@ -38,6 +38,16 @@ def test_bad_notebooks_still_exit_0_and_are_reported(tmp_path: Path) -> None:
         in result.output
 
 
+def test_quiet_still_says_what_to_do_about_a_bad_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.ipynb").write_bytes(b"")
+    result = CliRunner().invoke(main, ["grade", str(tmp_path), "-q", "-j", "1",
+                                       "--gradebook", str(tmp_path / "gb.sqlite")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if "empty.ipynb: empty" in line)
+    assert "empty.ipynb: the file is empty" in lines[at + 1]
+
+
 def test_odd_file_names_and_identical_files_are_all_graded(tmp_path: Path) -> None:
     import json
     import os
