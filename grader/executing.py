@@ -14,6 +14,7 @@ Either way only plain JSON comes back; nothing the student prints counts.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import multiprocessing.util
@@ -447,9 +448,9 @@ class ForkEngine:
             "timeout": timeout,
         }
         code = {
-            # Carried by each report the child's runtime writes (see
-            # _reports_of_runs).
-            "token": secrets.token_hex(16),
+            # Signs each report the child's runtime writes (see
+            # _reports_of_runs); the child never writes it out.
+            "key": secrets.token_hex(32),
             "snippets": [{"cell": s.cell, "line": s.line, "source": s.source}
                          for s in located.snippets],
             "limits": {
@@ -466,7 +467,7 @@ class ForkEngine:
                  for r in requests},
                 failure=reason,
             )
-        return _execution_from_answer(answer, requests, code["token"])
+        return _execution_from_answer(answer, requests, code["key"])
 
     def _ask(self, plan: dict[str, Any], code: dict[str, Any],
              probes: list[dict[str, Any]], timeout: float) -> dict[str, Any] | None:
@@ -547,12 +548,12 @@ def _ended_with(process: subprocess.Popen[bytes], code: int) -> bool:
 
 
 def _execution_from_answer(
-    answer: dict[str, Any], requests: list[dict[str, Any]], token: str
+    answer: dict[str, Any], requests: list[dict[str, Any]], key: str
 ) -> Execution:
     statuses: list[SnippetStatus] = []
     probes: dict[str, Any] = {}
     failed: dict[str, str] = {}
-    reports, status = _reports_of_runs(answer, token)
+    reports, status = _reports_of_runs(answer, key)
     for report in reports:
         if not isinstance(report, dict):
             continue
@@ -598,14 +599,15 @@ def _execution_from_answer(
     return Execution(runs, tuple(statuses), backend or {}, None, protections)
 
 
-def _reports_of_runs(answer: dict[str, Any], token: str) -> tuple[list[Any], Any]:
+def _reports_of_runs(answer: dict[str, Any], key: str) -> tuple[list[Any], Any]:
     """The reports of a submission's children in order, and the status.
 
     A later child runs the snippets again: only the first one's statuses
-    count. A line without the request's token, or out of the only order
-    the runtime writes in, was written by someone else: the student's
-    code, forging.
+    count. A line not signed with the request's key, or out of the only
+    order the runtime writes in, was written by someone else: the
+    student's code, forging.
     """
+    signed_by = hmac.new(bytes.fromhex(key), digestmod="sha256")
     status = answer.get("status")
     reports: list[Any] = []
     for index, run in enumerate(answer.get("runs", [])):
@@ -616,12 +618,16 @@ def _reports_of_runs(answer: dict[str, Any], token: str) -> tuple[list[Any], Any
         order = _ReportOrder(list(run.get("functions", [])))
         *lines, _ = run.get("data", b"").split(b"\n")  # the last line ended?
         for line in lines:
+            signature, _, line = line.partition(b" ")
+            check = signed_by.copy()
+            check.update(line)
+            if not hmac.compare_digest(check.hexdigest().encode(), signature):
+                return reports, seen or "tampered"
             try:
                 report = json.loads(line)
             except (ValueError, RecursionError):
                 return reports, seen or "malformed"
-            signed = isinstance(report, dict) and report.get("token") == token
-            kind = report.get("kind") if signed else None
+            kind = report.get("kind") if isinstance(report, dict) else None
             body = report.get("body") if kind else None
             function = body.get("function") if isinstance(body, dict) else body
             if not order.fits(kind, function):

@@ -628,6 +628,72 @@ def test_reports_forged_in_order_without_the_runtime_void_the_results(
     assert result.score == 0
 
 
+#: No frame walking: the submission puts a pipe of its own under the
+#: report pipe's number, so the runtime's lines pass through a helper that
+#: rewrites them (its `compute_class_freqs` changes its input; the line
+#: says it does not) before they reach the sandbox. The loss waits until
+#: the rewritten line is through, so the sandbox reads it. The helper sees
+#: every signature but cannot sign what it changed.
+RELAYING_THE_RUNTIMES_REPORTS = """
+import fcntl, json, os, select, stat
+
+def _relay():
+    writers = [fd for fd in range(3, 64) if _writes_to_pipe(fd)]
+    reports = sorted(writers)[1]
+    sandbox = os.dup(reports)
+    read_end, write_end = os.pipe()
+    done_read, done_write = os.pipe()
+    if os.fork() == 0:
+        os.close(write_end)
+        pending = b""
+        while chunk := os.read(read_end, 1 << 16):
+            pending += chunk
+            while b"\\n" in pending:
+                line, pending = pending.split(b"\\n", 1)
+                start = line.index(b"{")
+                signature, report = line[:start], json.loads(line[start:])
+                if report["kind"] == "probe":
+                    for case in report["body"]["cases"]:
+                        case["mutated"] = []
+                text = json.dumps(report).encode()
+                os.write(sandbox, signature + text + b"\\n")
+                if report["kind"] == "probe":
+                    os.write(done_write, b"!")
+        os._exit(0)
+    os.dup2(write_end, reports)
+    os.close(write_end)
+    return done_read
+
+def _writes_to_pipe(fd):
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode) and \\
+            fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+    except OSError:
+        return False
+
+def compute_class_freqs(labels, _relayed=_relay()):
+    p = labels.mean(axis=0)
+    labels[0, 0] = 1 - labels[0, 0]
+    return p, 1 - p
+
+def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7,
+                      _through=compute_class_freqs.__defaults__[0]):
+    select.select([_through], [], [], 5)
+    return lambda y_true, y_pred: 0.0
+"""
+
+
+@needs_namespaces
+def test_runtime_reports_rewritten_in_passing_void_the_results(
+        grader: Grader) -> None:
+    result = grade_cells(grader, "import numpy as np\n",
+                         RELAYING_THE_RUNTIMES_REPORTS)
+    for name in ("compute_class_freqs", "get_weighted_loss"):
+        assert diagnosis_ids(result, name) == ["function.crashed"]
+        assert "report channel" in result.functions[name].diagnoses[0].message
+    assert result.score == 0
+
+
 @needs_namespaces
 def test_no_socket_name_passes_to_the_next_submission(grader: Grader) -> None:
     # An abstract Unix socket, kept alive by a message that carries it, is

@@ -21,8 +21,8 @@ known set at a time (`_SNIPPETS_RUN`, ...).
 
 The answer is a JSON line (status, protections, and for each child it
 took: the functions it was given, how it ended, the size of its reports),
-then the reports of each child, one JSON line each, as it wrote them, so
-that a child that dies half-way still leaves what it finished.
+then the reports of each child, one signed JSON line each, as it wrote
+them, so that a child that dies half-way still leaves what it finished.
 
 The children are forked by a template: a copy of the sandbox made before
 it served anything, so that no child inherits what the sandbox learnt of
@@ -808,14 +808,15 @@ def _child(inbox: int, signals: int, reports: int, workdir: str, sandbox: Any
         with os.fdopen(inbox, "rb") as handed_over:
             # Waits here until the submission comes.
             request = loads(handed_over.readline() or b"{}")
-            # What the grader checks on every report: lines the student's
-            # code writes on its own lack it (it has to dig it out of the
-            # interpreter to forge them).
-            token = request.pop("token", None)
+            # Every report line is signed with a key that is never written
+            # out: student code that reads the runtime's lines (its own
+            # pipe put under the report's descriptor) cannot sign others.
+            # To forge, it must dig the signer out of the interpreter.
+            sign = _signer(request.pop("key", ""))
 
             def report(kind: str, body: Any) -> None:
-                data = (encode({"kind": kind, "body": body, "token": token})
-                        + "\n").encode()
+                line = encode({"kind": kind, "body": body}).encode()
+                data = sign(line) + b" " + line + b"\n"
                 while data:
                     written = write(reports, data)
                     data = data[written:]
@@ -837,6 +838,23 @@ def _child(inbox: int, signals: int, reports: int, workdir: str, sandbox: Any
         code = 70
     finally:
         leave(code)
+
+
+def _signer(key_hex: str) -> Any:
+    """HMAC-SHA256 of a line, in hex, from OpenSSL's C objects: their
+    methods cannot be replaced from Python, and the key itself is not kept
+    (only the hash state after it)."""
+    import _hashlib
+
+    keyed = _hashlib.hmac_new(bytes.fromhex(key_hex), b"", "sha256")
+    fresh = keyed.copy
+
+    def sign(line: bytes) -> bytes:
+        mac = fresh()
+        mac.update(line)
+        return mac.hexdigest().encode()
+
+    return sign
 
 
 def _close_other_files(*kept: int) -> None:
