@@ -755,6 +755,41 @@ def test_a_flood_of_reports_is_cut_off_at_the_cap(grader: Grader) -> None:
     assert result.score == 0
 
 
+def test_a_working_folder_of_many_links_is_left_for_tmp_to_be_replaced(
+        tmp_path: Path) -> None:
+    # Removing a million links one by one takes seconds, spent before the
+    # next submission is read; replacing /tmp takes a fraction of that.
+    from grader.inkernel.zygote import _Child
+
+    class Sandbox:
+        def end_leftovers(self, spare: tuple[int, ...]) -> None:
+            pass
+
+    class Template:
+        spare = ()
+
+    for links, kept in ((9_999, False), (10_000, True)):
+        folder = tmp_path / f"submission-{links}"
+        folder.mkdir()
+        (folder / "a").touch()
+        for number in range(links):
+            os.link(folder / "a", folder / f"link{number}")
+        pipes = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+        _Child(0, pipes, None, str(folder), Sandbox(), Template())._close()
+        assert folder.exists() == kept
+
+
+def test_a_folder_is_small_up_to_its_limit_of_entries(tmp_path: Path) -> None:
+    from grader.inkernel.zygote import _small
+
+    (tmp_path / "deep" / "deeper").mkdir(parents=True)
+    for number in range(8):
+        (tmp_path / "deep" / "deeper" / f"{number}").touch()
+    assert _small(str(tmp_path), most=10)  # two folders and eight files
+    (tmp_path / "deep" / "one_more").touch()
+    assert not _small(str(tmp_path), most=10)
+
+
 #: A sandbox in fresh namespaces, renewing its scratch file systems as
 #: after each submission: left clean, the same /tmp serves on; anything
 #: left in /tmp or /dev/shm, or made there at all, is gone.

@@ -622,10 +622,33 @@ class _Child:
             os.close(self.pidfd)
         if self.sandbox is not None:
             self.sandbox.end_leftovers(spare=self.parent.spare)
+            if not _small(self.workdir):
+                # Removing a million links one by one takes seconds, spent
+                # before the next submission's request is read: the folder
+                # is left, so /tmp is replaced, at a fraction of the cost.
+                return
         try:
             shutil.rmtree(self.workdir, ignore_errors=True)
         except RecursionError:
             pass  # folders nested thousands deep: /tmp is replaced instead
+
+
+def _small(folder: str, most: int = 10_000) -> bool:
+    """Whether `folder` holds at most `most` entries, counted until there
+    are more (so at a bounded cost)."""
+    count, waiting = 0, [folder]
+    while waiting:
+        try:
+            with os.scandir(waiting.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    if count > most:
+                        return False
+                    if entry.is_dir(follow_symlinks=False):
+                        waiting.append(entry.path)
+        except OSError:
+            continue
+    return True
 
 
 class _Direct:
