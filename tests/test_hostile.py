@@ -444,6 +444,28 @@ def test_shared_memory_devices_and_keyrings_stay_with_the_submission(
     assert key not in keys
 
 
+@needs_namespaces
+def test_the_page_cache_can_be_neither_emptied_nor_asked(grader: Grader) -> None:
+    # It outlives every submission: evicting chosen system files and later
+    # asking which are cached would carry bits from one to the next.
+    code = (
+        "import os\n"
+        "fd = os.open('/etc/passwd', os.O_RDONLY)\n"
+        "for attempt in (\n"
+        "        lambda: os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED),\n"
+        "        lambda: os.preadv(fd, [bytearray(64)], 0, os.RWF_NOWAIT)):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        raise AssertionError('allowed')\n"
+        "    except PermissionError:\n"
+        "        pass\n"
+        "os.close(fd)\n"
+    )
+    result = grade_freqs_doing(grader, code)
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert "system_calls_filtered" in result.protections["confinement"]
+
+
 LOSS_FORGING_ITS_REPORT = '''
 def forge():
     import json, os

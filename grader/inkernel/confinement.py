@@ -479,12 +479,16 @@ def confine_kernel(hidden: Iterable[str], workdir: str, keep: Iterable[str] = ()
 #: System calls no graded code needs and a hostile one could use outside
 #: the namespaces: the kernel keyrings (shared by every process of the
 #: user, across namespaces), tracing, BPF programs, performance counters,
-#: userfaultfd and io_uring.
+#: userfaultfd and io_uring. And the machine's page cache, which outlives
+#: every submission: dropping a system file from it (fadvise) and asking
+#: whether a read would wait (RWF_NOWAIT, which needs preadv2) or how much
+#: is cached (cachestat) would pass bits to later submissions.
 BLOCKED_SYSTEM_CALLS = (
     "add_key", "request_key", "keyctl", "ptrace", "process_vm_readv",
     "process_vm_writev", "bpf", "perf_event_open", "userfaultfd",
     "io_uring_setup", "kexec_load", "kexec_file_load", "init_module",
     "finit_module", "delete_module", "acct", "swapon", "swapoff", "reboot",
+    "fadvise64", "fadvise64_64", "preadv2", "pwritev2", "cachestat",
 )
 
 
