@@ -42,6 +42,11 @@ from __future__ import annotations
 
 import ctypes
 import json
+# Loaded and used once here, in the warmed process: OpenSSL's set-up (its
+# configuration, the digest looked up) would cost each child milliseconds.
+import _hashlib  # type: ignore[import-not-found]
+
+_hashlib.hmac_new(b"warm", b"", "sha256").hexdigest()
 import os
 import resource
 import select
@@ -867,8 +872,6 @@ def _signer(key_hex: str) -> Any:
     """HMAC-SHA256 of a line, in hex, from OpenSSL's C objects: their
     methods cannot be replaced from Python, and the key itself is not kept
     (only the hash state after it)."""
-    import _hashlib
-
     keyed = _hashlib.hmac_new(bytes.fromhex(key_hex), b"", "sha256")
     fresh = keyed.copy
 
