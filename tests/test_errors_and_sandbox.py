@@ -493,3 +493,22 @@ def test_a_request_taken_by_a_sandbox_that_could_not_clean_up_goes_to_a_fresh_on
     assert answer == {"id": "request-1", "status": "finished", "runs": []}
     assert len(started) == 2
     assert started[0].returncode == 75
+
+
+def test_the_template_tells_a_running_child_from_an_ended_one(tmp_path: Path) -> None:
+    # Polled where the template got no process handle: "not yet" must not
+    # wait for the child, or the sandbox could not end it at its deadline.
+    from grader.inkernel.zygote import _Template
+
+    template = _Template.start(None)
+    try:
+        pid, pipes, pidfd = template.fork(str(tmp_path), None)
+        inbox, *others = pipes
+        assert template.status(pid, block=False) is None
+        os.close(inbox)  # no submission comes: the child leaves with 70
+        status = template.status(pid, block=True)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 70
+        for handle in others + ([pidfd] if pidfd is not None else []):
+            os.close(handle)
+    finally:
+        template.close()

@@ -711,9 +711,14 @@ class _Template:
             raise OSError("the template could not fork a child")
         return int(said), handles[:3], handles[3] if len(handles) > 3 else None
 
-    def status(self, pid: int, block: bool = True) -> int:
-        self._control.send(b"w%d" % pid)
+    def status(self, pid: int, block: bool = True) -> int | None:
+        """How the child ended, as a wait status; None if `block` is False
+        and it still runs (polled where the template got no handle on
+        it)."""
+        self._control.send(b"%s%d" % (b"w" if block else b"n", pid))
         record = self._control.recv(_SIGINFO_BYTES)
+        if not block and not int.from_bytes(record[16:20], "little", signed=True):
+            return None  # no child reported: it runs on
         code = int.from_bytes(record[8:12], "little", signed=True)
         value = int.from_bytes(record[24:28], "little", signed=True) & 0xFF
         # As a wait status: an exit code, or the signal that ended it.
@@ -733,6 +738,7 @@ _SIGINFO_BYTES = 128
 _CLD_EXITED = 1
 _P_PID = 1
 _WEXITED = 4
+_WNOHANG = 1
 
 
 def _serve_as_template(control: socket.socket, sandbox: Any) -> None:
@@ -759,10 +765,12 @@ def _serve_as_template(control: socket.socket, sandbox: Any) -> None:
                 socket.send_fds(control, [b"%d" % pid], handles)
                 for handle in handles:
                     os.close(handle)
-            elif order[:1] == b"w":
+            elif order[:1] in (b"w", b"n"):
                 # Into a buffer of ctypes and out again: no Python object
                 # ever holds how the child ended, for the next to find.
-                libc.waitid(_P_PID, int(order[1:]), record, _WEXITED)
+                # "n": do not wait (the record stays empty if it runs on).
+                flags = _WEXITED | (_WNOHANG if order[:1] == b"n" else 0)
+                libc.waitid(_P_PID, int(order[1:]), record, flags)
                 control.send(record)
                 ctypes.memset(record, 0, _SIGINFO_BYTES)
     except BaseException:  # noqa: BLE001  (a forked process leaves only here)
