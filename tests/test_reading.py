@@ -211,3 +211,19 @@ def test_a_large_notebook_that_is_not_utf8_gets_the_same_error(tmp_path: Path) -
     with pytest.raises(SubmissionError) as caught:
         read_notebook(path)
     assert caught.value.kind == "not_utf8"
+
+
+def test_a_file_is_read_whole_when_it_holds_more_than_its_size_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # /proc files say they are empty and are not: like a file that grows
+    # between the look at its size and the reading.
+    status = Path("/proc/self/status")
+    if not status.is_file() or status.stat().st_size != 0:
+        pytest.skip("needs Linux's /proc")
+    data = reading.read_submission_bytes(status)
+    assert data.startswith(b"Name:") and b"\nPid:" in data
+    monkeypatch.setattr(reading, "MAX_BYTES", 64)
+    with pytest.raises(SubmissionError) as raised:
+        reading.read_submission_bytes(status)
+    assert raised.value.kind == "too_large"
+    assert str(raised.value).startswith("/proc/self/status: is 0 MB, over the 0 MB")
