@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import re
 import textwrap
 import types
 from collections.abc import Callable
@@ -31,9 +33,12 @@ def check_notebook(path: Path, assignment: Assignment | None = None) -> Submissi
         return grader.grade(path)
 
 
-def check_source(source: str, assignment: Assignment | None = None) -> SubmissionResult:
+def check_source(*cells: str, assignment: Assignment | None = None) -> SubmissionResult:
+    """Check code given as the sources of cells 1, 2, ..."""
     assignment = assignment or load_assignment()
-    notebook = Notebook(Path("<your code>"), 4, (CodeCell(1, source),), "")
+    code_cells = tuple(CodeCell(number, source)
+                       for number, source in enumerate(cells, start=1))
+    notebook = Notebook(Path("<your code>"), 4, code_cells, "")
     with Grader(assignment, GradingOptions(public_only=True)) as grader:
         return grader.grade_notebook(notebook)
 
@@ -69,9 +74,38 @@ def check(target: Callable[..., Any] | str | Path) -> bool:
     console = Console(highlight=False)
     if isinstance(target, (str, Path)):
         return print_check(console, check_notebook(Path(target)))
-    source = textwrap.dedent(inspect.getsource(target))
-    result = check_source(_imports_of(target) + "\n" + source)
-    return print_check(console, result, only=target.__name__)
+    lines, first = inspect.getsourcelines(target)
+    source = textwrap.dedent("".join(lines))
+    result = check_source(_imports_of(target), source)
+    return print_check(console, _pointing_into(result, source, first),
+                       only=target.__name__)
+
+
+#: How a hint points at a line of the checked code (its cell 2).
+_WHERE = re.compile(r"See cell 2, line (\d+)\.")
+
+
+def _pointing_into(result: SubmissionResult, source: str, first: int
+                   ) -> SubmissionResult:
+    """Hints that point at the line in the student's own cell, quoted: the
+    kernel does not know where a cell sits in the notebook, only on which
+    line of its cell (or file) the function starts."""
+    lines = source.splitlines()
+
+    def where(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        if not 0 < number <= len(lines):
+            return match.group(0)
+        return (f"See line {first + number - 1} of the cell that defines it: "
+                f"`{lines[number - 1].strip()}`.")
+
+    functions = {
+        name: dataclasses.replace(function, diagnoses=tuple(
+            dataclasses.replace(d, message=_WHERE.sub(where, d.message))
+            for d in function.diagnoses))
+        for name, function in result.functions.items()
+    }
+    return dataclasses.replace(result, functions=functions)
 
 
 def _imports_of(function: Callable[..., Any]) -> str:

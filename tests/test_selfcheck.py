@@ -42,6 +42,7 @@ def test_check_a_function_from_inside_a_notebook(tmp_path: Path, capsys) -> None
     module_file = tmp_path / "student_cell.py"
     module_file.write_text(
         "import numpy as np\n\n"
+        "# the student's own notes\n\n"
         "def compute_class_freqs(labels):\n"
         "    positive = np.sum(labels, axis=0) / labels.shape[1]\n"
         "    return positive, 1 - positive\n",
@@ -58,4 +59,8 @@ def test_check_a_function_from_inside_a_notebook(tmp_path: Path, capsys) -> None
     printed = capsys.readouterr().out
     assert "FAIL compute_class_freqs" in printed
     assert "divided by the number of classes" in printed
+    # Where the line is in the student's own cell (here, file), quoted.
+    assert ("See line 6 of the cell that defines it: `positive = np.sum(labels, "
+            "axis=0) / labels.shape[1]`.") in printed
+    assert "See cell" not in printed
     assert "get_weighted_loss" not in printed
