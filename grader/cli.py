@@ -396,7 +396,10 @@ def forum_command(post: Any, json_path: Path | None,
     except AssignmentError as exc:
         raise click.UsageError(str(exc)) from None
     name = Path(post.name).name if post.name != "<stdin>" else "forum post"
-    notebook, forum = forum_notebook(post.read(), assignment, Path(name))
+    try:
+        notebook, forum = forum_notebook(post.read(), assignment, Path(name))
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     with Grader(assignment, GradingOptions(public_evidence=True)) as grader:
         result = grader.grade_notebook(notebook)
     if forum.function in result.functions:

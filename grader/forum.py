@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.assignment import Assignment
+from grader.errors import UsageError
 from grader.reading import CodeCell, Notebook
 
 FENCE = re.compile(r"^```[\w+-]*\s*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -232,7 +233,13 @@ def place(code: str, assignment: Assignment) -> tuple[str, str | None, list[str]
 
 
 def forum_notebook(post: str, assignment: Assignment, path: Path) -> tuple[Notebook, ForumCode]:
+    """The post's code as a notebook to grade; UsageError when it has none
+    (a reply about missing functions would only confuse the student)."""
     code, repairs = extract_code(post)
+    if not code.strip():
+        raise UsageError(
+            f"{path}: no code found in the post; ask for the function's code, "
+            "pasted between lines of three backticks (```)")
     code, more = repair(code)
     repairs += more
     placed, function, placing = place(code, assignment)

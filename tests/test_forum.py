@@ -104,3 +104,14 @@ def test_the_readme_example_post_gets_its_reply(tmp_path: Path) -> None:
     assert [d["id"] for d in submission["functions"]["get_weighted_loss"]["diagnoses"]] \
         == ["loss.sum_instead_of_mean"]
     assert "exactly 4 x the -0.4956 that averaging gives" in done.stdout
+
+
+def test_a_post_without_code_gets_no_reply_but_what_to_ask_for() -> None:
+    done = subprocess.run([sys.executable, "-m", "grader", "forum", "-"],
+                          input="my loss is wrong, help\n", capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (
+        "Error: forum post: no code found in the post; ask for the function's "
+        "code, pasted between lines of three backticks (```)")
