@@ -466,6 +466,39 @@ def test_the_page_cache_can_be_neither_emptied_nor_asked(grader: Grader) -> None
     assert "system_calls_filtered" in result.protections["confinement"]
 
 
+@needs_namespaces
+def test_the_sealed_helpers_are_out_of_the_submissions_reach(grader: Grader) -> None:
+    # The sandbox runs as `python -m ...zygote`: its module is
+    # sys.modules["__main__"], whose sealed encoder, decoder and probe a
+    # submission could otherwise change (an instance attribute on the
+    # encoder, the probe's private globals) and have its lines signed.
+    code = ("import sys\n"
+            "main = sys.modules['__main__']\n"
+            "found = [n for n in ('_ENCODE', '_DECODE', '_SEALED_PROBE')\n"
+            "         if hasattr(main, n)]\n"
+            "raise ValueError(f'found {found}')\n")
+    result = grade_freqs_doing(grader, code)
+    assert "ValueError: found []" in \
+        result.functions["compute_class_freqs"].diagnoses[0].message
+
+
+@needs_namespaces
+def test_changing_jsons_defaults_changes_nothing_the_child_reads_or_writes(
+        grader: Grader) -> None:
+    # json's class-level separators and decoder are anyone's to change, at
+    # definition time (a default value), before the probes are read.
+    changing_json = ("def _change_json():\n"
+                     "    import json\n"
+                     "    json.JSONEncoder.key_separator = '='\n"
+                     "    json.JSONDecoder.decode = lambda self, text, *rest: []\n")
+    loss = numpy_loss(returning="np.float32(loss)").replace(
+        "epsilon=1e-7)", "epsilon=1e-7, _changed=_change_json())", 1)
+    result = grade_cells(grader, "import numpy as np\n", freqs_doing(""),
+                         changing_json + loss)
+    assert diagnosis_ids(result, "compute_class_freqs") == []
+    assert diagnosis_ids(result, "get_weighted_loss") == ["loss.numpy_result"]
+
+
 LOSS_FORGING_ITS_REPORT = '''
 def forge():
     import json, os

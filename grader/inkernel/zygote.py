@@ -79,13 +79,31 @@ def _sealed_encoder() -> Any:
     sealed_class = type("SealedEncoder", (base,), {
         name: private_copy(getattr(base, name), snapshot)
         for name in ("encode", "iterencode", "default")})
-    return sealed_class(allow_nan=False).encode
+    # Separators given, so that they are the instance's own: json's class
+    # defaults can be changed by anyone.
+    return sealed_class(allow_nan=False, separators=(", ", ": ")).encode
+
+
+def _sealed_decoder() -> Any:
+    """json's C scanner, which took its settings when it was made:
+    replacing json's functions or classes later changes nothing of what
+    the child reads."""
+    scan = json.JSONDecoder().scan_once
+
+    def decode(line: bytes) -> Any:
+        return scan(line.decode(), 0)[0]
+
+    return decode
 
 
 _ENCODE = _sealed_encoder()
+_DECODE = _sealed_decoder()
 #: The runtime's probe, sealed in the serving process before any student
 #: code ran anywhere (see `runtime.sealed_probe`).
 _SEALED_PROBE: Any = None
+#: What a child takes into its own hands and then removes from this
+#: module, which the submission can reach as sys.modules["__main__"].
+_SEALED = ("_ENCODE", "_DECODE", "_SEALED_PROBE")
 
 
 def main() -> None:
@@ -835,8 +853,11 @@ def _child(inbox: int, signals: int, reports: int, workdir: str, sandbox: Any
 
         # Taken before the student's code runs, which may replace names in
         # the modules: json, os.write and os._exit, the runtime's helpers.
-        encode, write, loads = _ENCODE, os.write, json.loads
+        # Only this function's frame keeps the sealed ones.
+        encode, write, loads = _ENCODE, os.write, _DECODE
         probe_namespace = _SEALED_PROBE
+        for name in _SEALED:
+            globals().pop(name, None)
 
         def tell(signal_byte: int) -> None:
             write(signals, bytes((signal_byte,)))
