@@ -459,6 +459,8 @@ def test_the_page_cache_can_be_neither_emptied_nor_asked(grader: Grader) -> None
         "        raise AssertionError('allowed')\n"
         "    except PermissionError:\n"
         "        pass\n"
+        "# Without the flag, as Python reads with os.preadv:\n"
+        "assert os.preadv(fd, [bytearray(4)], 0) == 4\n"
         "os.close(fd)\n"
     )
     result = grade_freqs_doing(grader, code)

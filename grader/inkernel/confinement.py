@@ -481,15 +481,29 @@ def confine_kernel(hidden: Iterable[str], workdir: str, keep: Iterable[str] = ()
 #: user, across namespaces), tracing, BPF programs, performance counters,
 #: userfaultfd and io_uring. And the machine's page cache, which outlives
 #: every submission: dropping a system file from it (fadvise) and asking
-#: whether a read would wait (RWF_NOWAIT, which needs preadv2) or how much
-#: is cached (cachestat) would pass bits to later submissions.
+#: how much is cached (cachestat) would pass bits to later submissions.
 BLOCKED_SYSTEM_CALLS = (
     "add_key", "request_key", "keyctl", "ptrace", "process_vm_readv",
     "process_vm_writev", "bpf", "perf_event_open", "userfaultfd",
     "io_uring_setup", "kexec_load", "kexec_file_load", "init_module",
     "finit_module", "delete_module", "acct", "swapon", "swapoff", "reboot",
-    "fadvise64", "fadvise64_64", "preadv2", "pwritev2", "cachestat",
+    "fadvise64", "fadvise64_64", "cachestat",
 )
+
+#: Calls blocked only with a flag: (argument, flag). Asking whether a read
+#: would wait (RWF_NOWAIT) tells what is cached; without flags these are
+#: how Python's os.preadv and os.pwritev read and write.
+BLOCKED_WITH_FLAG = {"preadv2": (5, 0x8), "pwritev2": (5, 0x8)}
+
+
+class _ArgumentTest(ctypes.Structure):
+    """libseccomp's scmp_arg_cmp."""
+
+    _fields_ = [("argument", ctypes.c_uint), ("test", ctypes.c_int),
+                ("mask", ctypes.c_uint64), ("value", ctypes.c_uint64)]
+
+
+_MASKED_EQUAL = 7  # SCMP_CMP_MASKED_EQ
 
 
 #: Also blocked where one process serves submission after submission:
@@ -511,6 +525,9 @@ def block_system_calls(also: tuple[str, ...] = ()) -> bool:
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                      ctypes.c_uint]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32,
+                                           ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgumentTest)]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     allow, fail_with_eperm = 0x7FFF0000, 0x00050000 | 1
@@ -521,6 +538,12 @@ def block_system_calls(also: tuple[str, ...] = ()) -> bool:
         for name in BLOCKED_SYSTEM_CALLS + also:
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number >= 0 and lib.seccomp_rule_add(context, fail_with_eperm, number, 0):
+                return False
+        for name, (argument, flag) in BLOCKED_WITH_FLAG.items():
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            test = _ArgumentTest(argument, _MASKED_EQUAL, flag, flag)
+            if number >= 0 and lib.seccomp_rule_add_array(
+                    context, fail_with_eperm, number, 1, ctypes.byref(test)):
                 return False
         return lib.seccomp_load(context) == 0
     finally:
