@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -810,6 +811,33 @@ def test_a_flood_of_reports_is_cut_off_at_the_cap(grader: Grader) -> None:
     assert "more data than allowed" in \
         result.functions["compute_class_freqs"].diagnoses[0].message
     assert result.score == 0
+
+
+@needs_namespaces
+def test_scratch_file_systems_take_a_bounded_number_of_entries(
+        grader: Grader) -> None:
+    # Hard links count: millions of them would take the sandbox seconds to
+    # free before the next submission.
+    code = ("import os\n"
+            "made = {}\n"
+            "for root in (os.getcwd(), '/dev/shm'):\n"
+            "    open(f'{root}/a', 'w').close()\n"
+            "    made[root] = 0\n"
+            "    try:\n"
+            "        while True:\n"
+            "            os.link(f'{root}/a', f'{root}/l{made[root]}')\n"
+            "            made[root] += 1\n"
+            "    except OSError as exc:\n"
+            "        made[root] = (made[root], exc.strerror)\n"
+            "raise ValueError(sorted(made.values()))\n")
+    result = grade_freqs_doing(grader, code)
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    counts = re.search(r"\[\((\d+), 'No space left on device'\), "
+                       r"\((\d+), 'No space left on device'\)\]", message)
+    assert counts is not None, message
+    # A few entries of each are taken already (its root, the working folder).
+    assert 990 <= int(counts.group(1)) < 1000
+    assert 19_990 <= int(counts.group(2)) < 20_000
 
 
 def test_a_working_folder_of_many_links_is_left_for_tmp_to_be_replaced(

@@ -46,6 +46,11 @@ MNT_DETACH = 2
 PR_CAPBSET_DROP = 24
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 DEVICES = ("null", "zero", "random", "urandom")
+#: The scratch file systems. Their entries are bounded, hard links
+#: included: freeing millions of them takes the sandbox seconds, before
+#: the next submission's request is read.
+TMP_OPTIONS = "size=256m,nr_inodes=20000,mode=1777"
+SHARED_MEMORY_OPTIONS = "size=64m,nr_inodes=1000,mode=1777"
 #: The user a submission runs as in the sandbox: it owns nothing there but
 #: the submission's working folder.
 NOBODY = 65534
@@ -235,7 +240,7 @@ class Sandbox:
         renewed = renewed and _hide_folders(in_view) == len(in_view)
         renewed = _unmount("/dev/shm") and _mount(
             "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
-            "size=64m,mode=1777") and renewed
+            SHARED_MEMORY_OPTIONS) and renewed
         self._scratch_renewed = bool(renewed)
         self._scratch_as_new = _scratch_listing()
         self._inode_counters_as_left()
@@ -370,7 +375,7 @@ def _cover(root: str, kept: list[tuple[str, int]], writable_folder: str = ""
     Kept folders come back read-only, except `writable_folder`.
     """
     writable = root == "/tmp"
-    options = "size=256m,mode=1777" if writable else "size=1m,mode=755"
+    options = TMP_OPTIONS if writable else "size=1m,mode=755"
     if not _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, options):
         return False
     for folder, handle in kept:
@@ -413,7 +418,7 @@ def _minimal_dev() -> bool:
     os.makedirs("/dev/shm", exist_ok=True)
     # /dev itself read-only: only /dev/shm, renewed per submission, takes files.
     _mount(None, "/dev", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID)
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, SHARED_MEMORY_OPTIONS)
     return len(staged) == len(DEVICES)
 
 
