@@ -70,3 +70,13 @@ def test_rendered_in_chromium_the_numbers_match_the_gradebook(
     assert shown["loss.missing_epsilon"] == "3"
     assert '<span id="mean-score">14.33</span>' in dom
     assert dom.count('class="student"') == 19
+
+
+def test_a_file_that_could_not_be_read_shows_no_score(
+        report: tuple[Path, Path]) -> None:
+    html = report[0].read_text(encoding="utf-8")
+    row = re.search(r"<tr><td><a [^>]*>truncated</a></td>.*?</tr>", html, re.DOTALL)
+    assert row is not None
+    assert '<td class="num">-</td><td class="fail">not graded: could not be read</td>' \
+        in row.group(0)
+    assert "<h3>truncated: not graded</h3>" in html
