@@ -40,13 +40,9 @@ grading.
 
 from __future__ import annotations
 
+import _hashlib  # type: ignore[import-not-found]
 import ctypes
 import json
-# Loaded and used once here, in the warmed process: OpenSSL's set-up (its
-# configuration, the digest looked up) would cost each child milliseconds.
-import _hashlib  # type: ignore[import-not-found]
-
-_hashlib.hmac_new(b"warm", b"", "sha256").hexdigest()
 import os
 import resource
 import select
@@ -118,6 +114,9 @@ def main() -> None:
         installed = {"error": str(exc)}
     global _SEALED_PROBE
     _SEALED_PROBE = runtime.sealed_probe()
+    # OpenSSL set up (its configuration read, the digest looked up) here,
+    # once: in each child it would cost milliseconds per submission.
+    _signer("00" * 32)(b"")
     confinement.name_process("grader-sandbox")
     sandbox = _enter_sandbox(hidden, confinement.python_folders(),
                              int(config.get("memory_bytes", 0)))
