@@ -512,3 +512,25 @@ def test_the_template_tells_a_running_child_from_an_ended_one(tmp_path: Path) ->
             os.close(handle)
     finally:
         template.close()
+
+
+@needs_namespaces
+def test_a_sandbox_without_process_handles_grades_and_ends_children_the_same(
+        assignment: Assignment) -> None:
+    # Where Linux offers no process handles (pidfd_open), the sandbox forks
+    # each child itself and polls it: still every verdict, and a child past
+    # its deadline still ended. Its parent tells which way it was forked.
+    with Grader(assignment, GradingOptions(case_timeout=1.0)) as grader:
+        Path(grader.package.path, "sitecustomize.py").write_text(
+            "import os\ndel os.pidfd_open\n", encoding="utf-8")
+        forked_by = grade_freqs_doing(grader, "raise ValueError(os.getppid())",
+                                      imports="import numpy as np\nimport os\n")
+        right = grade_freqs_doing(grader, "")
+        started = time.monotonic()
+        stuck = grade_freqs_doing(grader, "import time\ntime.sleep(60)")
+        took = time.monotonic() - started
+    assert "raised ValueError: 1 " in \
+        forked_by.functions["compute_class_freqs"].diagnoses[0].message
+    assert diagnosis_ids(right, "compute_class_freqs") == []
+    assert diagnosis_ids(stuck, "compute_class_freqs") == ["function.timeout"]
+    assert took < 30
