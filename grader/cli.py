@@ -263,7 +263,7 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
                     on_result=keep_and_count)
     book.close()
     graded_now = {path: arrived.get(path, result)
-                  for path, result in zip(pending, fresh_results)}
+                  for path, result in zip(pending, fresh_results, strict=True)}
     results = [known.get(path) or graded_now[path] for path in submissions]
     if batch.json_path:
         write_json(batch.json_path, assignment, results)

@@ -90,7 +90,7 @@ def matches(outcome: CaseOutcome, expected: Expected, tolerance: Tolerance) -> b
         return False
     return all(
         _leaf_matches(leaf, want, tolerance)
-        for leaf, want in zip(leaves, expected.leaves)
+        for leaf, want in zip(leaves, expected.leaves, strict=True)
     )
 
 

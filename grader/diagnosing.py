@@ -103,7 +103,8 @@ class DiagnosisTable:
             inputs = {case.id: decode_calls(case.calls) for case in cases}
             self.cases[graded.name] = cases
             self.reference[graded.name] = {
-                case.id: expected_from(lambda c=case: compute({}, *inputs[c.id]))
+                case.id: expected_from(
+                    lambda c=case, run=compute, given=inputs: run({}, *given[c.id]))
                 for case in cases
             }
             if stored is not None and graded.name in stored:
@@ -409,7 +410,7 @@ def _type_diagnoses(context: _Context) -> list[Diagnosis]:
             continue
         # A leaf of the wrong shape is a wrong value, already explained; the
         # type is judged only where the structure is the expected one.
-        wrong = next((leaf for leaf, want in zip(leaves, expected.leaves)
+        wrong = next((leaf for leaf, want in zip(leaves, expected.leaves, strict=True)
                       if leaf.kind not in graded.accept_kinds
                       and leaf.shape is not None
                       and (leaf.shape == want.shape or want.shape == ())), None)

@@ -23,7 +23,7 @@ def same_outputs(first: Expected, second: Expected, assignment: Assignment) -> b
     if first.several != second.several or len(first.leaves) != len(second.leaves):
         return False
     tolerance = assignment.tolerance
-    for got, want in zip(first.leaves, second.leaves):
+    for got, want in zip(first.leaves, second.leaves, strict=True):
         if got.shape != want.shape:
             return False
         with np.errstate(invalid="ignore"):

@@ -197,7 +197,7 @@ def test_comparisons_and_unary_ops() -> None:
     assert (np.array([2.0, 2.0, 2.0]) >= c).numpy().tolist() == [True, True, False]
     assert (c == 2.0).numpy().tolist() == [False, True, False]
     assert (c != 2.0).dtype == np.bool_
-    assert (c == None) is False
+    assert (c == None) is False  # noqa: E711  (the Tensor's own ==)
     assert (c == [1.0, 2.0]).numpy() == np.False_  # shapes do not broadcast
     assert (-c).numpy().tolist() == [-1.0, -2.0, -3.0]
     assert abs(K.constant(-2.0)).numpy() == 2.0

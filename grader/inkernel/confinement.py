@@ -82,7 +82,9 @@ def unshare(flags: int) -> bool:
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int,
            data: str | None = None) -> bool:
-    encode = (lambda text: text.encode() if text is not None else None)
+    def encode(text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+
     return _c().mount(encode(source), encode(target), encode(fstype),
                       flags, encode(data)) == 0
 

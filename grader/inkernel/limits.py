@@ -76,7 +76,7 @@ class SandboxGroups:
     def _groups_of(self, controllers: tuple[str, ...]) -> list[tuple[str, str]]:
         """Folder and protection of each group made for `controllers`."""
         return [(folder, said) for folder, controller, said
-                in zip(self.folders, self.controllers, self.protections)
+                in zip(self.folders, self.controllers, self.protections, strict=True)
                 if controller in controllers]
 
     def keep_reach(self) -> None:

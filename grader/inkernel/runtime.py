@@ -180,7 +180,7 @@ def _probe_case(function: Any, case: dict[str, Any], timeout: float) -> dict[str
             if not callable(target):
                 raise TypeError(f"{type(target).__name__!r} object is not callable")
             target = target(*args)
-            for index, (arg, snapshot) in enumerate(zip(args, snapshots)):
+            for index, (arg, snapshot) in enumerate(zip(args, snapshots, strict=True)):
                 if snapshot is not None and _changed(arg, snapshot):
                     outcome["mutated"].append([step, index])
         signal.setitimer(signal.ITIMER_REAL, 0)
