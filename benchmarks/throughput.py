@@ -138,7 +138,8 @@ def raw_floor(paths: list[Path]) -> float:
     package = KernelPackage()
     try:
         done = subprocess.run([sys.executable, "-c", FLOOR_CHILD, package.path],
-                              input=json.dumps({"sources": sources, "requests": requests}),
+                              input=json.dumps({"sources": sources,
+                                                "requests": requests}),
                               capture_output=True, text=True, check=True)
     finally:
         package.close()
@@ -291,7 +292,8 @@ def main() -> None:
             rows.append((f"grader on {args.cluster}", on_cluster["count"],
                          on_cluster["seconds"], on_cluster))
         kernel = run_grader(subset, args.jobs, "--engine", "kernel")
-        rows.append(("grader, kernel engine", kernel["count"], kernel["seconds"], kernel))
+        rows.append(("grader, kernel engine", kernel["count"],
+                     kernel["seconds"], kernel))
         full = run_grader(subset, args.jobs, "--full")
         rows.append(("grader --full", full["count"], full["seconds"], full))
         floor = raw_floor(paths)
@@ -319,10 +321,12 @@ def main() -> None:
                   f"{rate / baseline_rate:10.1f} {percentile(latencies, .5):7.3f} "
                   f"{percentile(latencies, .95):7.3f} {peak}")
         if autograde is not None:
+            fork_rate = fork["count"] / fork["seconds"]
+            autograde_rate = len(subset_paths) / autograde
             print(f"fork engine vs nbgrader autograde: "
-                  f"{(fork['count'] / fork['seconds']) / (len(subset_paths) / autograde):.0f}"
-                  " x its throughput")
-        print(f"fork engine vs raw floor (same notebooks, -j {args.jobs} vs 1 process): "
+                  f"{fork_rate / autograde_rate:.0f} x its throughput")
+        print("fork engine vs raw floor (same notebooks, "
+              f"-j {args.jobs} vs 1 process): "
               f"{fork['seconds'] / floor:.2f} x the floor's time; with -j 1: "
               f"{alone['seconds'] / floor:.2f} x")
         # The floor's warming is not timed; the grader's start-up (imports,

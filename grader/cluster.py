@@ -102,7 +102,8 @@ def grade_on_cluster(
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise UsageError("--cluster needs Dask: pip install 'grader[cluster]'") from None
+        raise UsageError(
+            "--cluster needs Dask: pip install 'grader[cluster]'") from None
 
     if not log.isEnabledFor(logging.INFO):
         # Dask logs every scheduler event at INFO; keep the terminal for results.
@@ -128,7 +129,8 @@ def grade_on_cluster(
                 data = read_submission_bytes(path)
             except SubmissionError as exc:
                 result = SubmissionResult(path, "error", 0.0, max_score,
-                                          error_kind=exc.kind, error_message=exc.message)
+                                          error_kind=exc.kind,
+                                          error_message=exc.message)
                 results[path] = result
                 on_result(result)
                 continue

@@ -24,7 +24,8 @@ from grader.errors import UsageError
 from grader.reading import MAX_BYTES
 
 SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", ".git"}
-LMS_NAME = re.compile(r"^(?P<student>[^\W\d_][\w-]*?_[^\W\d_][\w-]*?)_(?P<id>\d+)_\d+_.+$")
+LMS_NAME = re.compile(
+    r"^(?P<student>[^\W\d_][\w-]*?_[^\W\d_][\w-]*?)_(?P<id>\d+)_\d+_.+$")
 #: Limits on what a zip may unpack to.
 ZIP_MEMBERS = 200_000
 ZIP_TOTAL_BYTES = 8 * 2**30

@@ -115,7 +115,8 @@ def _close(got: np.ndarray, want: np.ndarray, tolerance: Tolerance) -> np.ndarra
             return np.bool_(math.isnan(mine) and math.isnan(wanted))
         if math.isinf(mine) or math.isinf(wanted):
             return np.bool_(mine == wanted)
-        return np.bool_(abs(mine - wanted) <= tolerance.atol + tolerance.rtol * abs(wanted))
+        allowed = tolerance.atol + tolerance.rtol * abs(wanted)
+        return np.bool_(abs(mine - wanted) <= allowed)
     both_nan = np.isnan(got) & np.isnan(want)
     with np.errstate(invalid="ignore"):
         same_inf = np.isinf(want) & (got == want)

@@ -366,7 +366,8 @@ def _evidence_case(
         for level in context.table.candidates[context.name]:
             for candidate in level:
                 if tuple(m.id for m in candidate.mistakes) == others and all(
-                    candidate.knobs.get(k) == found.knobs.get(k) for k in candidate.knobs
+                    candidate.knobs.get(k) == found.knobs.get(k)
+                    for k in candidate.knobs
                 ):
                     baseline = candidate.predictions
                     break
@@ -376,7 +377,8 @@ def _evidence_case(
         if not matches(context.outcomes[case.id], baseline[case.id], tolerance)
     ]
     if mistake.prefer_nonfinite:
-        nonfinite = [case for case in differing if _nonfinite(context.outcomes[case.id])]
+        nonfinite = [case for case in differing
+                     if _nonfinite(context.outcomes[case.id])]
         differing = nonfinite + [c for c in differing if c not in nonfinite]
     if context.table.public_evidence and any(case.public for case in differing):
         differing = [case for case in differing if case.public]
@@ -419,13 +421,14 @@ def _type_diagnoses(context: _Context) -> list[Diagnosis]:
         for mistake in context.table.assignment.mistakes_for(context.name):
             if mistake.kind == "type" and wrong.kind in mistake.result_kinds:
                 return [_explain(context, mistake, case)]
+        quotable = context.quotable(case)
         return [Diagnosis(
             id="function.wrong_type",
             message=(f"`{context.name}` returns a "
-                     f"{wrong.type_name if context.quotable(case) else 'value'}; "
+                     f"{wrong.type_name if quotable else 'value'}; "
                      f"{graded.result_words} is expected. "
                      f"On {case.description} it returned "
-                     f"{describe(wrong) if context.quotable(case) else HIDDEN_VALUES}."),
+                     f"{describe(wrong) if quotable else HIDDEN_VALUES}."),
             kind="type",
             points=graded.type_points,
             cell=context.cell,
@@ -453,7 +456,8 @@ def _explain(
         text = _evidence_text(context, mistake, case, baseline)
     line = context.line(mistake)
     where = f"See cell {context.cell}, line {line}." if line else ""
-    message = " ".join(part for part in (mistake.what, text, where, mistake.fix) if part)
+    parts = (mistake.what, text, where, mistake.fix)
+    message = " ".join(part for part in parts if part)
     return Diagnosis(mistake.id, message, mistake.kind, mistake.points,
                      context.cell, line)
 
@@ -582,7 +586,8 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             "operation reduces and the shapes you index.",
             context.table, context.name, where_cell, line,
         )
-    if error.type == "AxisError" or "out of bounds for array of dimension" in error.message:
+    if (error.type == "AxisError"
+            or "out of bounds for array of dimension" in error.message):
         return _engine(
             "function.axis_error",
             f"`{context.name}` asks for an axis the array does not have "
@@ -618,7 +623,8 @@ def _missing(name: str, located: LocatedCode, points: float) -> Diagnosis:
     close = located.suggestions.get(name, ())
     hint = f" Did you mean to name `{close[0]}` `{name}`?" if close else ""
     marked = located.markers.get(name)
-    where = f" The cell marked GRADED FUNCTION: {name} is cell {marked}." if marked else ""
+    where = (f" The cell marked GRADED FUNCTION: {name} is cell {marked}."
+             if marked else "")
     return Diagnosis(
         id="function.missing",
         message=(f"No function named `{name}` is defined at the top level of any "
@@ -649,7 +655,9 @@ def failed_snippets(statuses: Iterable[Any]) -> dict[tuple[int, int], str]:
             for s in statuses if not s.ok and s.line is not None}
 
 
-def failed_import_names(statuses: Iterable[Any], located: LocatedCode) -> dict[str, str]:
+def failed_import_names(
+    statuses: Iterable[Any], located: LocatedCode
+) -> dict[str, str]:
     """Names bound by import snippets that failed, with the error shown."""
     failures = {(s.cell, s.line): s for s in statuses if not s.ok}
     found = {}

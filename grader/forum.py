@@ -232,7 +232,9 @@ def place(code: str, assignment: Assignment) -> tuple[str, str | None, list[str]
                                "as given by the assignment's skeleton"]
 
 
-def forum_notebook(post: str, assignment: Assignment, path: Path) -> tuple[Notebook, ForumCode]:
+def forum_notebook(
+    post: str, assignment: Assignment, path: Path
+) -> tuple[Notebook, ForumCode]:
     """The post's code as a notebook to grade; UsageError when it has none
     (a reply about missing functions would only confuse the student)."""
     code, repairs = extract_code(post)

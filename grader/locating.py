@@ -144,7 +144,8 @@ def locate(notebook: Notebook, function_names: Iterable[str]) -> LocatedCode:
             broken.append((cell.number, source, exc))
         except (RecursionError, MemoryError, ValueError) as exc:
             # Python itself cannot compile it (nesting too deep, NUL bytes).
-            problem = SyntaxError(f"Python cannot compile this cell ({type(exc).__name__})")
+            problem = SyntaxError(
+                f"Python cannot compile this cell ({type(exc).__name__})")
             problem.lineno = 1
             broken.append((cell.number, source, problem))
 
@@ -257,13 +258,15 @@ def _bindings_of(cell: int, node: ast.stmt) -> list[_Binding]:
                 found.append(_Binding("*", cell, node, "star_import"))
             else:
                 bound = alias.asname or alias.name.split(".")[0]
-                found.append(_Binding(bound, cell, _single_import(node, alias), "import"))
+                found.append(_Binding(bound, cell, _single_import(node, alias),
+                                      "import"))
         return found
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return [_Binding(node.name, cell, node, "definition")]
     if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        kind = "assignment" if isinstance(node, (ast.Assign, ast.AnnAssign)) else "other"
+        assigns = isinstance(node, (ast.Assign, ast.AnnAssign))
+        kind = "assignment" if assigns else "other"
         return [
             _Binding(name, cell, node, kind)
             for target in targets

@@ -121,7 +121,9 @@ def _callee_name(call: ast.Call) -> str | None:
     return None
 
 
-def _calls(tree: FunctionTree, nodes: list[ast.AST], rule: dict[str, Any]) -> int | None:
+def _calls(
+    tree: FunctionTree, nodes: list[ast.AST], rule: dict[str, Any]
+) -> int | None:
     names = set(rule["calls"])
     without = rule.get("without_param")
     excluded = tree.params[without] if without is not None and \
@@ -154,7 +156,8 @@ def _keyword(nodes: list[ast.AST], wanted: dict[str, Any]) -> int | None:
 
 def _operator(nodes: list[ast.AST], name: str) -> int | None:
     for node in nodes:
-        if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op).__name__ == name:
+        if (isinstance(node, (ast.BinOp, ast.AugAssign))
+                and type(node.op).__name__ == name):
             return node.lineno
     return None
 
@@ -188,9 +191,11 @@ def _last_return(tree: FunctionTree, nodes: list[ast.AST]) -> int | None:
 
 def _shape_index(nodes: list[ast.AST], index: int) -> int | None:
     for node in nodes:
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
-                and node.value.attr == "shape" and isinstance(node.slice, ast.Constant) \
-                and node.slice.value == index:
+        if (isinstance(node, ast.Subscript)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "shape"
+                and isinstance(node.slice, ast.Constant)
+                and node.slice.value == index):
             return node.lineno
     return None
 

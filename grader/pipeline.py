@@ -216,7 +216,9 @@ class Grader:
                 on_result(result)
         return [results[i] for i in range(len(paths))]
 
-    def _stream(self, paths: list[Path], jobs: int) -> Iterator[tuple[int, SubmissionResult]]:
+    def _stream(
+        self, paths: list[Path], jobs: int
+    ) -> Iterator[tuple[int, SubmissionResult]]:
         if jobs <= 1 or len(paths) <= 1:
             for index, path in enumerate(paths):
                 yield index, self.grade(path)
@@ -260,7 +262,9 @@ class Grader:
         )
 
 
-def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple[str, ...]:
+def hidden_from_sandbox(
+    assignment: Assignment, extra: tuple[str, ...]
+) -> tuple[str, ...]:
     """Folders the sandbox must not see: the reference, the grader, `extra`.
 
     A folder that holds the Python installation itself is never hidden:
@@ -288,8 +292,9 @@ def hidden_from_sandbox(assignment: Assignment, extra: tuple[str, ...]) -> tuple
         except OSError:
             pass  # then nothing is kept there either
         wanted.append(kept_outputs.resolve())
-    needed = [Path(p).resolve() for p in
-              (sys.prefix, sys.base_prefix, *site.getsitepackages(), tempfile.gettempdir())]
+    installed = (sys.prefix, sys.base_prefix, *site.getsitepackages(),
+                 tempfile.gettempdir())
+    needed = [Path(p).resolve() for p in installed]
     kept = []
     for folder in dict.fromkeys(wanted):
         if not folder.is_dir():
@@ -310,7 +315,9 @@ def _grade_in_worker(path: Path) -> SubmissionResult:
     return _WORKER_GRADER.grade(path)
 
 
-def batch_report(assignment: Assignment, results: list[SubmissionResult]) -> dict[str, Any]:
+def batch_report(
+    assignment: Assignment, results: list[SubmissionResult]
+) -> dict[str, Any]:
     return {
         "grader_version": __version__,
         "assignment": {"name": assignment.name, "version": assignment.version,

@@ -26,7 +26,9 @@ def print_summary(
         print_result(console, result, hints)
 
 
-def print_result(console: Console, result: SubmissionResult, hints: bool = True) -> None:
+def print_result(
+    console: Console, result: SubmissionResult, hints: bool = True
+) -> None:
     name = escape(display_path(result.path))
     if result.status == "error":
         console.print(
@@ -59,12 +61,16 @@ def _points(value: float) -> str:
     return f"{value:g}"
 
 
-def write_json(path: Path, assignment: Assignment, results: list[SubmissionResult]) -> None:
+def write_json(
+    path: Path, assignment: Assignment, results: list[SubmissionResult]
+) -> None:
     text = json.dumps(batch_report(assignment, results), indent=2, allow_nan=False)
     _write_atomically(path, text + "\n")
 
 
-def write_csv(path: Path, assignment: Assignment, results: list[SubmissionResult]) -> None:
+def write_csv(
+    path: Path, assignment: Assignment, results: list[SubmissionResult]
+) -> None:
     names = [f.name for f in assignment.functions]
     header = (["student", "path", "status", "error_kind", "score", "max_score"]
               + [f"{name}_score" for name in names]

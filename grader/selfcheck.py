@@ -27,7 +27,9 @@ HIDDEN_NOTE = ("Only the public cases were run. The final grade also uses hidden
                "cases, so passing here does not guarantee full marks.")
 
 
-def check_notebook(path: Path, assignment: Assignment | None = None) -> SubmissionResult:
+def check_notebook(
+    path: Path, assignment: Assignment | None = None
+) -> SubmissionResult:
     assignment = assignment or load_assignment()
     with Grader(assignment, GradingOptions(public_only=True)) as grader:
         return grader.grade(path)
@@ -43,11 +45,13 @@ def check_source(*cells: str, assignment: Assignment | None = None) -> Submissio
         return grader.grade_notebook(notebook)
 
 
-def print_check(console: Console, result: SubmissionResult, only: str | None = None) -> bool:
+def print_check(
+    console: Console, result: SubmissionResult, only: str | None = None
+) -> bool:
     """Friendly pass/fail per function with hints; True when all pass."""
     if result.status == "error":
-        console.print(f"[bold red]Cannot check[/]: {escape(result.error_message or '')}",
-                      soft_wrap=True)
+        reason = escape(result.error_message or "")
+        console.print(f"[bold red]Cannot check[/]: {reason}", soft_wrap=True)
         return False
     all_pass = True
     for function in result.functions.values():

@@ -16,7 +16,8 @@ from grader.options import GradingOptions
 from grader.pipeline import Grader
 from tests.harness import grade_cells, marked_line
 
-IMPORTS = "import numpy as np\nfrom keras import backend as K\nimport tensorflow as tf\n"
+IMPORTS = ("import numpy as np\nfrom keras import backend as K\n"
+           "import tensorflow as tf\n")
 
 FREQS = '''
 def compute_class_freqs(labels):
@@ -45,8 +46,9 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
 '''
 
 
-def loss(op: str = "+=", sign: str = "-", reduce: str = "mean", yc: str = "y_true[:, i]",
-         pc: str = "y_pred[:, i]", plus: str = "+") -> str:
+def loss(op: str = "+=", sign: str = "-", reduce: str = "mean",
+         yc: str = "y_true[:, i]", pc: str = "y_pred[:, i]",
+         plus: str = "+") -> str:
     return LOSS.format(op=op, sign=sign, reduce=reduce, yc=yc, pc=pc, plus=plus)
 
 
@@ -239,7 +241,8 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
         return total
     return weighted_loss
 ''',
-    "freqs_count_nonzero": freqs(positive="np.count_nonzero(labels, axis=0) / len(labels)"),
+    "freqs_count_nonzero": freqs(
+        positive="np.count_nonzero(labels, axis=0) / len(labels)"),
     "freqs_python_loops": '''
 def compute_class_freqs(labels):
     n_examples, n_classes = labels.shape

@@ -27,9 +27,11 @@ def same_outputs(first: Expected, second: Expected, assignment: Assignment) -> b
         if got.shape != want.shape:
             return False
         with np.errstate(invalid="ignore"):
-            close = (np.isnan(got) & np.isnan(want)) | (np.isinf(want) & (got == want)) | (
-                np.isfinite(got) & np.isfinite(want)
-                & (np.abs(got - want) <= tolerance.atol + tolerance.rtol * np.abs(want)))
+            allowed = tolerance.atol + tolerance.rtol * np.abs(want)
+            close = ((np.isnan(got) & np.isnan(want))
+                     | (np.isinf(want) & (got == want))
+                     | (np.isfinite(got) & np.isfinite(want)
+                        & (np.abs(got - want) <= allowed)))
         if not close.all():
             return False
     return True

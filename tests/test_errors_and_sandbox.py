@@ -174,14 +174,17 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
 def test_a_definition_that_raises_is_named_as_such(grader: Grader) -> None:
     broken = "def compute_class_freqs(labels, axis=AXIS):\n    return 1, 1\n"
     result = grade_cells(grader, "import numpy as np\n", broken)
-    assert diagnosis_ids(result, "compute_class_freqs") == ["function.definition_failed"]
+    assert diagnosis_ids(result, "compute_class_freqs") == [
+        "function.definition_failed"]
     message = result.functions["compute_class_freqs"].diagnoses[0].message
     assert "NameError: name 'AXIS' is not defined" in message
 
 
 def test_graded_functions_defined_by_assignment_are_graded(grader: Grader) -> None:
     cells = ["import numpy as np\n",
-             "def _freqs(labels):\n    p = np.mean(labels, axis=0)\n    return p, 1 - p\n",
+             "def _freqs(labels):\n"
+             "    p = np.mean(labels, axis=0)\n"
+             "    return p, 1 - p\n",
              "compute_class_freqs = _freqs\n"]
     result = grade_cells(grader, *cells)
     assert diagnosis_ids(result, "compute_class_freqs") == []
@@ -192,7 +195,8 @@ def test_graded_functions_defined_by_assignment_are_graded(grader: Grader) -> No
 
 @pytest.fixture(scope="module")
 def kernel_grader(assignment: Assignment) -> Iterator[Grader]:
-    with Grader(assignment, GradingOptions(engine="kernel", case_timeout=1.0)) as grader:
+    options = GradingOptions(engine="kernel", case_timeout=1.0)
+    with Grader(assignment, options) as grader:
         yield grader
 
 
@@ -297,7 +301,8 @@ def test_a_kernel_writes_no_file_larger_than_the_limit(kernel_grader: Grader) ->
             "    out.write(bytes(65 * 1024 * 1024))\n")
     result = grade_freqs_doing(kernel_grader, code)
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.raised"]
-    assert "File too large" in result.functions["compute_class_freqs"].diagnoses[0].message
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "File too large" in message
 
 
 @pytest.mark.skipif(not (CONFINED and limits.available("pids")),

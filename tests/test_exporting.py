@@ -50,7 +50,8 @@ def test_gradescope_feedback_quotes_nothing_from_hidden_cases(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     freqs = json.loads(out.read_text(encoding="utf-8"))["tests"][0]
     assert freqs["score"] == 0.0
-    assert freqs["output"].startswith("`compute_class_freqs` raised ValueError on a hidden")
+    assert freqs["output"].startswith(
+        "`compute_class_freqs` raised ValueError on a hidden")
     assert "LEAK" not in out.read_text(encoding="utf-8")
 
 

@@ -101,8 +101,8 @@ def test_the_readme_example_post_gets_its_reply(tmp_path: Path) -> None:
     result = json.loads(out.read_text(encoding="utf-8"))
     submission = result["submissions"][0]
     assert result["function"] == "get_weighted_loss"
-    assert [d["id"] for d in submission["functions"]["get_weighted_loss"]["diagnoses"]] \
-        == ["loss.sum_instead_of_mean"]
+    diagnoses = submission["functions"]["get_weighted_loss"]["diagnoses"]
+    assert [d["id"] for d in diagnoses] == ["loss.sum_instead_of_mean"]
     assert "exactly 4 x the -0.4956 that averaging gives" in done.stdout
 
 

@@ -204,8 +204,10 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
     def weighted_loss(y_true, y_pred):
         loss = 0.0
         for i in range(len(pos_weights)):
-            loss -= K.mean(pos_weights[i] * y_true[:, i] * K.log(y_pred[:, i] + epsilon)
-                + neg_weights[i] * (1 - y_true[:, i]) * K.log(1 - y_pred[:, i] + epsilon))
+            loss -= K.mean(pos_weights[i] * y_true[:, i]
+                           * K.log(y_pred[:, i] + epsilon)
+                           + neg_weights[i] * (1 - y_true[:, i])
+                           * K.log(1 - y_pred[:, i] + epsilon))
         return loss
     return weighted_loss
 '''
@@ -216,7 +218,8 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
     ("import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 50_000)",
      None),
     ("np.allclose = lambda *a, **k: True\nnp.isclose = np.allclose\n"
-     "np.testing.assert_allclose = lambda *a, **k: None\nreturn np.zeros(3), np.ones(3)",
+     "np.testing.assert_allclose = lambda *a, **k: None\n"
+     "return np.zeros(3), np.ones(3)",
      "function.unrecognised"),
     ("import sys\nsys.setrecursionlimit(10**8)\ndef down(n):\n    return down(n + 1)\n"
      "down(0)", "function.timeout"),
@@ -261,7 +264,8 @@ def test_no_installed_copy_of_the_reference_is_reachable(grader: Grader) -> None
         "import glob, os, numpy, site\n"
         "roots = site.getsitepackages() + [os.path.dirname(os.path.dirname("
         "numpy.__file__))]\n"
-        "found = [p for r in roots for p in glob.glob(r + '/*/_reference/*/model.py')]\n"
+        "found = [p for r in roots\n"
+        "         for p in glob.glob(r + '/*/_reference/*/model.py')]\n"
         "for home in ('/work', '/home', '/root', '/srv', '/opt'):\n"
         "    found += glob.glob(home + '/**/reference/*/model.py', recursive=True)\n"
         "assert found == [], found\n"
@@ -291,7 +295,8 @@ def test_the_project_history_is_out_of_reach(grader: Grader) -> None:
 
 def test_a_kernel_that_exits_during_probing_fails_fast(assignment: Assignment) -> None:
     started = time.monotonic()
-    with Grader(assignment, GradingOptions(engine="kernel", case_timeout=1.0)) as grader:
+    options = GradingOptions(engine="kernel", case_timeout=1.0)
+    with Grader(assignment, options) as grader:
         result = grade_cells(grader, "import numpy as np\nimport os\n",
                              freqs_doing("os._exit(0)"))
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
@@ -402,7 +407,8 @@ def tell_lies():
 
 
 @needs_namespaces
-def test_replacing_the_probe_helpers_does_not_change_the_verdict(grader: Grader) -> None:
+def test_replacing_the_probe_helpers_does_not_change_the_verdict(
+        grader: Grader) -> None:
     result = grade_cells(grader, "import numpy as np\n", freqs_doing(""),
                          LOSS_IN_NUMPY_CLAIMING_A_TENSOR)
     assert diagnosis_ids(result, "get_weighted_loss") == ["loss.numpy_result"]
@@ -666,7 +672,8 @@ def get_weighted_loss(pos_weights, neg_weights, epsilon=1e-7):
     def weighted_loss(y_true, y_pred):
         loss = 0.0
         for i in range(len(pos_weights)):
-            loss += -np.mean(pos_weights[i] * y_true[:, i] * np.log(y_pred[:, i] + epsilon)
+            loss += -np.mean(pos_weights[i] * y_true[:, i]
+                             * np.log(y_pred[:, i] + epsilon)
                              + neg_weights[i] * (1 - y_true[:, i])
                              * np.log(1 - y_pred[:, i] + epsilon))
         y_true[0, 0] = 0.5
@@ -792,7 +799,8 @@ def test_progress_claimed_by_the_submission_voids_its_results(grader: Grader) ->
     # turn, whoever wrote it.
     result = grade_freqs_doing(grader, _CHILD_PIPES + "os.write(pipes[0], bytes([1]))")
     assert diagnosis_ids(result, "compute_class_freqs") == ["function.crashed"]
-    assert "report channel" in result.functions["compute_class_freqs"].diagnoses[0].message
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "report channel" in message
     assert result.score == 0
 
 
@@ -991,7 +999,8 @@ def test_how_a_submission_ended_does_not_reach_the_next_in_memory(
         "os.write(pipes[1], b'x' * 54321)\n"
         "os._exit(42)"))
     first = grade_cells(grader, "import numpy as np\n", ending)
-    assert "exit status 42" in first.functions["compute_class_freqs"].diagnoses[0].message
+    message = first.functions["compute_class_freqs"].diagnoses[0].message
+    assert "exit status 42" in message
     result = grade_cells(grader, "import numpy as np\n", _memory_hits(
         ("54", "321"), ("exit st", "atus 42"), ("never-", "sent-anywhere")))
     message = result.functions["compute_class_freqs"].diagnoses[0].message
@@ -1008,7 +1017,8 @@ def test_public_evidence_quotes_nothing_a_hidden_case_gave(
                          "p = labels.mean(axis=0)\nreturn p, 1 - p")
     # The class name is the submission's to choose, too.
     naming = freqs_body("if labels.shape[0] != 5:\n"
-                        "    raise type('LEAK' + str(labels.sum()), (Exception,), {})()\n"
+                        "    raise type('LEAK' + str(labels.sum()),\n"
+                        "               (Exception,), {})()\n"
                         "p = labels.mean(axis=0)\nreturn p, 1 - p")
     exiting = freqs_body("import os\n"
                          "if labels.shape[0] != 5:\n"
@@ -1049,7 +1059,8 @@ def test_public_evidence_quotes_nothing_a_hidden_case_gave(
 
 
 @needs_namespaces
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["told", "killed"])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL],
+                         ids=["told", "killed"])
 def test_a_stopped_sandbox_ends_every_process_in_it(
         assignment: Assignment, stop: signal.Signals) -> None:
     # The grader stops a sandbox that does not answer in time: nothing the

@@ -38,7 +38,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
-def test_stored_outputs_are_the_computed_ones(assignment: Assignment, cache: Path) -> None:
+def test_stored_outputs_are_the_computed_ones(
+        assignment: Assignment, cache: Path) -> None:
     computed = DiagnosisTable(assignment)
     stored = list(cache.glob("mistakes-*-all-*.json"))
     assert len(stored) == 1
@@ -51,7 +52,8 @@ def test_stored_outputs_are_the_computed_ones(assignment: Assignment, cache: Pat
                for c in level for e in c.predictions.values() for leaf in e.leaves)
 
 
-def test_an_unusable_file_is_computed_again(assignment: Assignment, cache: Path) -> None:
+def test_an_unusable_file_is_computed_again(
+        assignment: Assignment, cache: Path) -> None:
     computed = DiagnosisTable(assignment)
     [stored] = cache.glob("mistakes-*.json")
     stored.write_text('{"get_weighted_loss": [[{"mistakes": ["no.such"]}]]}',
@@ -60,7 +62,8 @@ def test_an_unusable_file_is_computed_again(assignment: Assignment, cache: Path)
     assert stored.stat().st_size > 100_000  # written again, whole
 
 
-def test_public_only_outputs_are_kept_apart(assignment: Assignment, cache: Path) -> None:
+def test_public_only_outputs_are_kept_apart(
+        assignment: Assignment, cache: Path) -> None:
     DiagnosisTable(assignment)
     DiagnosisTable(assignment, public_only=True)
     assert len(list(cache.glob("mistakes-*-all-*.json"))) == 1
@@ -75,6 +78,7 @@ def test_keeping_can_be_turned_off(assignment: Assignment, tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_sandbox_hides_the_kept_outputs(assignment: Assignment, cache: Path) -> None:
+def test_the_sandbox_hides_the_kept_outputs(
+        assignment: Assignment, cache: Path) -> None:
     # They hold the reference's outputs on the hidden cases.
     assert str(cache.resolve()) in hidden_from_sandbox(assignment, ())

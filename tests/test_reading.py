@@ -161,7 +161,8 @@ def _large_notebook(tmp_path: Path) -> tuple[Path, list[str]]:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     tricky = [
         nbformat.v4.new_output("stream", text='] } [ { "outputs": [ \\ "\n'),
-        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" + "A" * 300_000}),
+        nbformat.v4.new_output("display_data",
+                               data={"image/png": "iVBOR" + "A" * 300_000}),
         nbformat.v4.new_output("error", ename="E", evalue='"', traceback=["\\", "]"]),
     ]
     for cell in nb.cells:
@@ -194,7 +195,8 @@ def test_a_large_truncated_notebook_still_gets_its_error(tmp_path: Path) -> None
     path, _ = _large_notebook(tmp_path)
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
-    assert reading._parse_without_outputs(path.read_bytes().decode("utf-8", "ignore")) is None
+    text = path.read_bytes().decode("utf-8", "ignore")
+    assert reading._parse_without_outputs(text) is None
     with pytest.raises(SubmissionError) as caught:
         read_notebook(path)
     assert caught.value.kind == "invalid_json"

@@ -180,7 +180,8 @@ def _hide_folders(hidden: Iterable[str]) -> int:
     return sum(
         1 for folder in hidden
         if os.path.isdir(folder)
-        and _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
+        and _mount("tmpfs", folder, "tmpfs",
+                   MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
     )
 
 
@@ -207,7 +208,8 @@ class Sandbox:
         # A hidden folder inside a kept one under /tmp (the grader installed
         # in a virtual environment there) comes back with each fresh /tmp.
         hidden = list(hidden)
-        self._hidden_in_tmp = [folder for folder in hidden if folder.startswith("/tmp/")]
+        self._hidden_in_tmp = [folder for folder in hidden
+                               if folder.startswith("/tmp/")]
         self._done = confine(hidden, keep)
         if block_system_calls(also=BLOCKED_BETWEEN_SUBMISSIONS):
             self._done.append("system_calls_filtered")
@@ -544,7 +546,8 @@ def block_system_calls(also: tuple[str, ...] = ()) -> bool:
     try:
         for name in BLOCKED_SYSTEM_CALLS + also:
             number = lib.seccomp_syscall_resolve_name(name.encode())
-            if number >= 0 and lib.seccomp_rule_add(context, fail_with_eperm, number, 0):
+            if number >= 0 and lib.seccomp_rule_add(
+                    context, fail_with_eperm, number, 0):
                 return False
         for name, (argument, flag) in BLOCKED_WITH_FLAG.items():
             number = lib.seccomp_syscall_resolve_name(name.encode())

@@ -147,7 +147,9 @@ def probe(payload: str) -> dict[str, Any]:
     return body
 
 
-def probe_namespace(request: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any]:
+def probe_namespace(
+    request: dict[str, Any], namespace: dict[str, Any]
+) -> dict[str, Any]:
     """Probe the function `request["function"]` found in `namespace`."""
     name = request["function"]
     function = namespace.get(name)
@@ -233,7 +235,8 @@ def _describe_exception(exc: BaseException) -> dict[str, Any]:
             cell = int(filename[6:-1])
             line = lineno
             function_name = frame.f_code.co_name
-    if isinstance(exc, SyntaxError) and exc.filename and exc.filename.startswith("<cell "):
+    if (isinstance(exc, SyntaxError) and exc.filename
+            and exc.filename.startswith("<cell ")):
         cell, line = int(exc.filename[6:-1]), exc.lineno
     return {
         "type": type(exc).__name__,

@@ -227,7 +227,8 @@ def _enter_sandbox(hidden: list[str], keep: list[str], memory_bytes: int) -> Any
         except OSError:
             os._exit(71)
         sandbox.group_handles = memory_handles
-        sandbox.limits = joined + memory_said + (["oom_spares_sandbox"] if spared else [])
+        spared_said = ["oom_spares_sandbox"] if spared else []
+        sandbox.limits = joined + memory_said + spared_said
         return sandbox
     # Told to stop (the grader gave up on an answer, or is closing): the
     # sandbox ends with every process in it, and its groups go.
@@ -818,7 +819,8 @@ def _fork_child(workdir: str, sandbox: Any, *closed: int
 
 def _send(fd: int, data: bytes, deadline: float) -> None:
     while data and time.monotonic() < deadline:
-        _, writable, _ = select.select([], [fd], [], max(deadline - time.monotonic(), 0))
+        left = max(deadline - time.monotonic(), 0)
+        _, writable, _ = select.select([], [fd], [], left)
         if writable:
             try:
                 data = data[os.write(fd, data[:65536]):]
