@@ -855,11 +855,14 @@ def test_a_working_folder_of_many_links_is_left_for_tmp_to_be_replaced(
     from grader.inkernel.zygote import _Child
 
     class Sandbox:
-        def end_leftovers(self, spare: tuple[int, ...]) -> None:
+        def end_leftovers(self, spare: tuple[int, ...], reap: object) -> None:
             pass
 
     class Template:
         spare = ()
+
+        def reap_strays(self) -> None:
+            pass
 
     for links, kept in ((9_999, False), (10_000, True)):
         folder = tmp_path / f"submission-{links}"
@@ -1200,3 +1203,85 @@ def test_a_huge_claimed_position_does_not_stop_the_batch(tmp_path: Path) -> None
               for s in json.loads(out.read_text(encoding="utf-8"))["submissions"]}
     # The first raises on hidden cases and has no loss: no points, but graded.
     assert scores == {"a_huge_position.ipynb": 0.0, "b_correct.ipynb": 20.0}
+
+
+#: Processes started with CLONE_PARENT (the child of whoever forked the
+#: submission's), each ending at once; the function answers how many the
+#: kernel let it start and the error of the last refusal.
+_STARTING_SIBLINGS = (
+    "import ctypes\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "started = 0\n"
+    "for _ in range(40):\n"
+    "    pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)\n"
+    "    if pid == 0:\n"
+    "        os._exit(0)\n"
+    "    started += pid > 0\n"
+    "raise ValueError(f'started {started}, errno {ctypes.get_errno()}')")
+
+#: A correct function that starts a thread (the process limit counts
+#: threads) and fails if a zombie is left in its namespace.
+_COUNTING_ZOMBIES = (
+    "import threading\n"
+    "worker = threading.Thread(target=lambda: None)\n"
+    "worker.start()\n"
+    "worker.join()\n"
+    "for name in os.listdir('/proc'):\n"
+    "    if name.isdigit():\n"
+    "        with open(f'/proc/{name}/stat') as stat:\n"
+    "            if stat.read().rsplit(')', 1)[1].split()[0] == 'Z':\n"
+    "                raise ValueError('a zombie is left')")
+
+
+@needs_namespaces
+def test_a_submission_cannot_start_processes_beside_its_own(grader: Grader) -> None:
+    result = grade_freqs_doing(grader, _STARTING_SIBLINGS,
+                               imports="import numpy as np\nimport os\n")
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    assert "raised ValueError: started 0, errno 1 " in message
+    # Threads still start: clone3 is "not implemented", so the C library
+    # falls back on clone, whose flags the filter reads.
+    after = grade_freqs_doing(grader, _COUNTING_ZOMBIES,
+                              imports="import numpy as np\nimport os\n")
+    assert diagnosis_ids(after, "compute_class_freqs") == []
+    assert after.functions["compute_class_freqs"].score == 10
+
+
+
+@needs_namespaces
+def test_a_submission_cannot_make_a_user_namespace(grader: Grader) -> None:
+    # In one it would hold every capability, mounts among them.
+    attempts = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "told = [libc.unshare(0x10000000), ctypes.get_errno(),\n"
+        "        libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0),\n"
+        "        ctypes.get_errno(), libc.syscall(435, 0, 0), ctypes.get_errno()]\n"
+        "raise ValueError(told)")
+    result = grade_freqs_doing(grader, attempts)
+    message = result.functions["compute_class_freqs"].diagnoses[0].message
+    # unshare and clone: not permitted; clone3: not implemented.
+    assert "raised ValueError: [-1, 1, -1, 1, -1, 38] " in message
+
+
+@needs_namespaces
+def test_processes_started_beside_the_submissions_are_reaped(
+        assignment: Assignment) -> None:
+    # Without the filter's rule (a machine without libseccomp has none),
+    # the template reaps them: nothing is left for the next submission.
+    with Grader(assignment, GradingOptions(case_timeout=1.0)) as grader:
+        Path(grader.package.path, "sitecustomize.py").write_text(
+            "from grader_inkernel import confinement\n"
+            "confinement.BLOCKED_WITH_FLAG = [rule for rule in\n"
+            "    confinement.BLOCKED_WITH_FLAG if rule[2] != 0x8000]\n",
+            encoding="utf-8")
+        imports = "import numpy as np\nimport os\n"
+        hostile = grade_freqs_doing(grader, _STARTING_SIBLINGS, imports=imports)
+        after = [grade_freqs_doing(grader, _COUNTING_ZOMBIES, imports=imports)
+                 for _ in range(3)]
+    message = hostile.functions["compute_class_freqs"].diagnoses[0].message
+    assert "raised ValueError: started 40, errno " in message
+    assert [diagnosis_ids(result, "compute_class_freqs") for result in after] \
+        == [[], [], []]
+    assert [result.functions["compute_class_freqs"].score
+            for result in after] == [10, 10, 10]

@@ -316,6 +316,11 @@ _TENSORFLOW_FOLDER = _real_tensorflow_folder()
 
 
 def _from_real_tensorflow(module_name: str) -> bool:
+    # Known shortcoming: sys.modules is the submission's to change, so a
+    # planted module whose __file__ names a path in TensorFlow's folder
+    # passes; a NumPy result is then described as a tensor (the type
+    # points only: values are judged in the grader). Holding TensorFlow's
+    # own class instead would mean importing it, seconds, in every worker.
     module = sys.modules.get(module_name)
     source = getattr(module, "__file__", None) or ""
     return bool(_TENSORFLOW_FOLDER) and source.startswith(_TENSORFLOW_FOLDER)

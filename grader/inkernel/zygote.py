@@ -644,7 +644,8 @@ class _Child:
         if self.pidfd is not None:
             os.close(self.pidfd)
         if self.sandbox is not None:
-            self.sandbox.end_leftovers(spare=self.parent.spare)
+            self.sandbox.end_leftovers(spare=self.parent.spare,
+                                       reap=self.parent.reap_strays)
             if not _small(self.workdir):
                 # Removing a million links one by one takes seconds, spent
                 # before the next submission's request is read: the folder
@@ -691,6 +692,10 @@ class _Direct:
         done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
         return status if done else None
 
+    @staticmethod
+    def reap_strays() -> None:
+        pass  # the sandbox is their parent: it reaps them with every orphan
+
     def close(self) -> None:
         pass
 
@@ -711,6 +716,7 @@ class _Template:
         self.pid = pid
         self.spare = (pid,)
         self._control = control
+        self._forked: set[int] = set()
 
     @classmethod
     def start(cls, sandbox: Any) -> _Template:
@@ -727,7 +733,14 @@ class _Template:
         said, handles, _, _ = socket.recv_fds(self._control, 64, 4)
         if len(handles) < 3:
             raise OSError("the template could not fork a child")
+        self._forked.add(int(said))
         return int(said), handles[:3], handles[3] if len(handles) > 3 else None
+
+    def reap_strays(self) -> None:
+        """Have the template reap its ended children that it did not fork
+        for us (those it forked and we have not asked about are spared)."""
+        self._control.send(b"r" + b",".join(b"%d" % pid for pid in self._forked))
+        self._control.recv(1)
 
     def status(self, pid: int, block: bool = True) -> int | None:
         """How the child ended, as a wait status; None if `block` is False
@@ -737,6 +750,7 @@ class _Template:
         record = self._control.recv(_SIGINFO_BYTES)
         if not block and not int.from_bytes(record[16:20], "little", signed=True):
             return None  # no child reported: it runs on
+        self._forked.discard(pid)
         code = int.from_bytes(record[8:12], "little", signed=True)
         value = int.from_bytes(record[24:28], "little", signed=True) & 0xFF
         # As a wait status: an exit code, or the signal that ended it.
@@ -791,9 +805,41 @@ def _serve_as_template(control: socket.socket, sandbox: Any) -> None:
                 libc.waitid(_P_PID, int(order[1:]), record, flags)
                 control.send(record)
                 ctypes.memset(record, 0, _SIGINFO_BYTES)
+            elif order[:1] == b"r":
+                _reap_strays({int(pid) for pid in order[1:].split(b",") if pid},
+                             libc, record)
+                ctypes.memset(record, 0, _SIGINFO_BYTES)
+                control.send(b".")
     except BaseException:  # noqa: BLE001  (a forked process leaves only here)
         code = 70
     os._exit(code)
+
+
+def _reap_strays(spared: set[int], libc: Any, record: Any) -> None:
+    """Reap every ended child of this process but `spared`: a process a
+    submission started with CLONE_PARENT is ours, not the sandbox's, and
+    would otherwise stay a zombie (where no system call filter stops it)."""
+    for pid in _children() - spared:
+        libc.waitid(_P_PID, pid, record, _WEXITED | _WNOHANG)
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/self/task/{me}/children", "rb") as listed:
+            return {int(pid) for pid in listed.read().split()}
+    except OSError:  # a kernel without that file: every process is read
+        pass
+    found = set()
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if name.isdigit() and int(fields[1]) == me:
+            found.add(int(name))
+    return found
 
 
 def _fork_child(workdir: str, sandbox: Any, *closed: int
