@@ -184,6 +184,20 @@ class _Batch:
     csv_path: Path | None = None
 
 
+def _record(book: Any, digest: str, result: Any) -> bool:
+    """Store one result; False (and said) if it cannot be: one result that
+    cannot be stored must not stop the batch. It is still printed and
+    exported, and graded again next run."""
+    try:
+        book.record(digest, result.to_dict(), student=result.student)
+    except (sqlite3.Error, OverflowError, ValueError) as exc:
+        log.error("%s: its result could not be stored in the gradebook "
+                  "(%s); it will be graded again next time",
+                  display_path(result.path), exc)
+        return False
+    return True
+
+
 def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     from grader.gradebook import Gradebook
     from grader.pipeline import Grader, SubmissionResult, hidden_from_sandbox
@@ -199,18 +213,27 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     # workers' own hashes (result.digest) are what gets recorded.
     digests: dict[Path, str | None] = {}
     known: dict[Path, SubmissionResult] = {}
+    copies = 0
     if not batch.fresh and book.has_results():
         digests = {path: submission_digest(path) for path in submissions}
         for path, digest in digests.items():
-            stored = book.lookup(digest) if digest else None
-            if stored is not None:
-                known[path] = dataclasses.replace(
-                    SubmissionResult.from_dict(stored, path), student=students[path])
+            stored = book.lookup(digest, display_path(path)) if digest else None
+            if stored is None:
+                continue
+            known[path] = dataclasses.replace(
+                SubmissionResult.from_dict(stored, path), student=students[path])
+            if stored["path"] != display_path(path):
+                # The same content as a file graded before (an untouched
+                # copy of the assignment, say): the same result, but this
+                # file's own row, or the gradebook would lack this student.
+                copies += _record(book, digest, known[path])
     for result in known.values():
         print_result(console, result, hints=not quiet)
     if known:
-        console.print(f"({len(known)} already in {gradebook_path}; --fresh grades "
-                      "them again)", soft_wrap=True)
+        same = (f", {copies} of them identical to files graded before"
+                if copies else "")
+        console.print(f"({len(known)} already in {gradebook_path}{same}; --fresh "
+                      "grades them again)", soft_wrap=True)
 
     pending = [path for path in submissions if path not in known]
     arrived: dict[Path, SubmissionResult] = {}
@@ -224,14 +247,7 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
             digest = submission_digest(result.path)  # a file that is no notebook
         # A crash of the grader is not a result: the next run tries again.
         if digest and result.error_kind != "grader_crashed":
-            try:
-                book.record(digest, result.to_dict(), student=result.student)
-            except (sqlite3.Error, OverflowError, ValueError) as exc:
-                # One result that cannot be stored must not stop the batch;
-                # it is still printed and exported, and graded again next run.
-                log.error("%s: its result could not be stored in the gradebook "
-                          "(%s); it will be graded again next time",
-                          display_path(result.path), exc)
+            _record(book, digest, result)
         # Stored at once, printed in the order the submissions were given.
         arrived[result.path] = result
         while printed < len(pending) and pending[printed] in arrived:

@@ -1,8 +1,10 @@
 """The SQLite gradebook: every result is stored as soon as it is known.
 
-A result is keyed by the submission's content hash, the grader version and
-the assignment's digest, so rerunning a batch skips what is already graded
-(and regrades everything after a change of grader or assignment). Each
+A result is keyed by the submission's content hash and path, the grader
+version, the assignment's digest and the settings that can change a
+verdict, so rerunning a batch skips what is already graded (and regrades
+everything after a change of grader or assignment); a file identical to
+one graded before takes its result, stored again under its own path. Each
 result is one transaction: killing the grader loses at most the submissions
 still being graded.
 
@@ -81,11 +83,14 @@ class Gradebook:
             " AND settings = ? LIMIT 1", self.key).fetchone()
         return row is not None
 
-    def lookup(self, digest: str) -> dict[str, Any] | None:
-        """The stored result (as exported JSON) of a submission, if graded."""
+    def lookup(self, digest: str, path: str) -> dict[str, Any] | None:
+        """The stored result (as exported JSON) of a submission, if graded:
+        the one stored for `path`, else that of a file with the same
+        content (its "path" then differs)."""
         row = self._db.execute(
             "SELECT result_json FROM results WHERE digest = ? AND grader_version = ?"
-            " AND assignment_digest = ? AND settings = ? LIMIT 1", (digest, *self.key),
+            " AND assignment_digest = ? AND settings = ?"
+            " ORDER BY path = ? DESC LIMIT 1", (digest, *self.key, path),
         ).fetchone()
         return json.loads(row[0]) if row else None
 

@@ -98,6 +98,35 @@ def test_fresh_grades_again(tmp_path: Path) -> None:
     assert rows(gradebook) == 1
 
 
+def test_identical_files_of_two_students_each_keep_a_row(tmp_path: Path) -> None:
+    # An untouched copy of the assignment, handed in by two students: the
+    # second takes the first's result, and both are in the gradebook.
+    batch = tmp_path / "batch"
+    for student in ("alice", "bob"):
+        (batch / student).mkdir(parents=True)
+    shutil.copy(SAMPLES / "wrong_axis.ipynb", batch / "alice" / "x.ipynb")
+    gradebook = tmp_path / "grades.sqlite"
+    first = grade(batch, gradebook)
+    first.communicate(timeout=120)
+    shutil.copy(SAMPLES / "wrong_axis.ipynb", batch / "bob" / "x.ipynb")
+    said = []
+    for _run in range(2):
+        again = grade(batch, gradebook)
+        stdout, stderr = again.communicate(timeout=120)
+        assert again.returncode == 0, stderr
+        said.append(" ".join(stdout.split()))
+    assert "(2 already in" in said[0]
+    assert "1 of them identical to files graded before;" in said[0]
+    assert "(2 already in" in said[1] and "identical to files" not in said[1]
+    with sqlite3.connect(gradebook) as db:
+        stored = db.execute("SELECT student, score FROM results ORDER BY student"
+                            ).fetchall()
+        mistakes = db.execute("SELECT count(DISTINCT path) FROM diagnoses WHERE "
+                              "diagnosis_id = 'freqs.wrong_axis'").fetchone()[0]
+    assert stored == [("alice", 12.0), ("bob", 12.0)]
+    assert mistakes == 2
+
+
 def test_a_result_that_cannot_be_stored_does_not_stop_the_batch(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
