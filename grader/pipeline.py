@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import signal
 import site
 import sys
 import tempfile
@@ -240,7 +242,8 @@ class Grader:
         self, remaining: dict[int, Path], jobs: int
     ) -> Iterator[tuple[int, SubmissionResult]]:
         """Grade what remains; finished ones leave `remaining` as they arrive."""
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_end_with,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_grade_in_worker, path): index
                        for index, path in remaining.items()}
             for future in as_completed(futures):
@@ -308,6 +311,20 @@ def hidden_from_sandbox(
 
 
 _WORKER_GRADER: Grader | None = None
+
+
+def _end_with(coordinator: int) -> None:
+    """In each worker: end when the coordinating process ends, however it
+    ends. Killed (SIGKILL), it closes nothing, and its workers would wait
+    for work forever, each with a sandbox, holding the gradebook open."""
+    if sys.platform == "linux":
+        import ctypes
+
+        set_parent_death_signal = 1  # prctl's PR_SET_PDEATHSIG
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(set_parent_death_signal, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != coordinator:  # it ended before the signal was set
+        os._exit(1)
 
 
 def _grade_in_worker(path: Path) -> SubmissionResult:

@@ -85,6 +85,38 @@ def test_sigkill_mid_batch_loses_nothing_and_resume_adds_no_duplicates(
     assert sums == 3 * 2  # two sample notebooks sum over examples, three copies
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux")
+def test_workers_end_with_a_killed_coordinator(tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    make_batch(batch, copies=3)
+    gradebook = tmp_path / "grades.sqlite"
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "grader", "grade", str(batch), "-j", "2", "-q",
+         "--gradebook", str(gradebook)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while rows(gradebook) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = Path(f"/proc/{coordinator.pid}/task/{coordinator.pid}/children")
+    workers = [int(pid) for pid in children.read_text().split()]
+    coordinator.kill()
+    coordinator.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) >= 2
+    assert [pid for pid in workers if _alive(pid)] == []
+
+
 def test_fresh_grades_again(tmp_path: Path) -> None:
     batch = tmp_path / "batch"
     batch.mkdir()
