@@ -137,6 +137,11 @@ def grade(
         if not gradebook_path.parent.is_dir():
             raise UsageError(f"{gradebook_path}: its folder does not exist; create "
                              "it or choose another --gradebook")
+        # On a cluster the workers' machines are the ones that need it.
+        if backend == "tensorflow" and not cluster and not _has_tensorflow():
+            raise UsageError("--backend tensorflow: TensorFlow is not installed "
+                             "here (pip install tensorflow-cpu); --backend auto "
+                             "uses the stand-in where it is missing")
     except (UsageError, AssignmentError) as exc:
         shutil.rmtree(unpacked, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
@@ -182,6 +187,15 @@ class _Batch:
     cluster: str | None = None
     json_path: Path | None = None
     csv_path: Path | None = None
+
+
+def _has_tensorflow() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _record(book: Any, digest: str, result: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
@@ -80,3 +81,15 @@ def test_a_gradebook_in_a_missing_folder_is_a_usage_error(tmp_path: Path) -> Non
                                        "--gradebook", str(tmp_path / "no" / "gb")])
     assert result.exit_code == 2
     assert "its folder does not exist" in result.output
+
+
+def test_the_tensorflow_backend_without_tensorflow_is_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Graded anyway, every Keras submission would be told that importing
+    # the Keras backend failed, as if it were the student's fault.
+    monkeypatch.setattr("grader.cli._has_tensorflow", lambda: False)
+    (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(main, ["grade", str(tmp_path / "x.ipynb"),
+                                       "--backend", "tensorflow"])
+    assert result.exit_code == 2
+    assert "--backend tensorflow: TensorFlow is not installed here" in result.output
