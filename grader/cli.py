@@ -387,7 +387,8 @@ def report_command(gradebook_path: Path, output: Path, title: str) -> None:
                                "`grader grade` first or pass --gradebook")
     results = load_results(gradebook_path)
     output.write_text(render(results, title), encoding="utf-8")
-    click.echo(f"wrote {output} ({len(results)} submissions)")
+    count = len(results)
+    click.echo(f"wrote {output} ({count} submission{'' if count == 1 else 's'})")
 
 
 @main.command("export-student")

@@ -544,6 +544,7 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
                 "functions must work from their arguments alone. Compute what "
                 f"you need from the function's parameters instead of `{name}`.",
                 context.table, context.name, context.cell, use_line or line,
+                say_where=True,
             )
         if name in context.failed_imports:
             return _engine(
@@ -553,6 +554,7 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
                 "libraries the assignment provides (numpy and the Keras "
                 "backend).",
                 context.table, context.name, context.cell, use_line or line,
+                say_where=True,
             )
         return _engine(
             "function.name_error",
@@ -560,6 +562,7 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             f"in the notebook ({shown}). Import it (for example in the first "
             "code cell) or define it before it is used.",
             context.table, context.name, where_cell, use_line or line,
+            say_where=True,
         )
     if error.type in ("ModuleNotFoundError", "ImportError"):
         return _engine(
@@ -567,6 +570,7 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             f"`{context.name}` imports a module the grading machine does not "
             f"have ({shown}). Use only the libraries the assignment provides.",
             context.table, context.name, where_cell, line,
+            say_where=True,
         )
     if error.type == "AttributeError" and re.search(
         r"'numpy\.\w+' object has no attribute '(numpy|eval)'", error.message
@@ -577,6 +581,7 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             f"already a NumPy value ({shown}, on {case.description}). Those "
             "methods belong to tensors; a NumPy value needs no conversion.",
             context.table, context.name, where_cell, line,
+            say_where=True,
         )
     if "could not be broadcast" in error.message:
         return _engine(
@@ -585,6 +590,7 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             f"({shown}, on {case.description}). Check which axis each "
             "operation reduces and the shapes you index.",
             context.table, context.name, where_cell, line,
+            say_where=True,
         )
     if (error.type == "AxisError"
             or "out of bounds for array of dimension" in error.message):
@@ -594,12 +600,14 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
             f"({shown}, on {case.description}); a single column is "
             "one-dimensional, so it has only axis 0.",
             context.table, context.name, where_cell, line,
+            say_where=True,
         )
     return _engine(
         "function.raised",
         f"`{context.name}` raised {shown} on {case.description}. Read the "
-        "message and the line it points to.",
+        "message" + (" and the line where it was raised." if line else "."),
         context.table, context.name, where_cell, line,
+        say_where=True,
     )
 
 
@@ -644,8 +652,11 @@ def _engine(
     name: str,
     cell: int | None,
     line: int | None,
+    say_where: bool = False,
 ) -> Diagnosis:
     points = table.assignment.function(name).max_score
+    if say_where and cell is not None and line is not None:
+        message += f" See cell {cell}, line {line}."
     return Diagnosis(diagnosis_id, message, "error", points, cell, line)
 
 

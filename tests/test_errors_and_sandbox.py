@@ -86,6 +86,17 @@ def test_a_memory_bomb_fails_that_function_only(grader: Grader) -> None:
     assert "MemoryError" in result.functions["compute_class_freqs"].diagnoses[0].message
 
 
+def test_an_exception_is_shown_with_the_line_that_raised_it(grader: Grader) -> None:
+    raising = freqs_body("count = len(labels)\nraise ValueError('no labels')")
+    result = grade_cells(grader, "import numpy as np\n", raising)
+    diagnosis = result.functions["compute_class_freqs"].diagnoses[0]
+    assert (diagnosis.id, diagnosis.cell, diagnosis.line) == ("function.raised", 2, 3)
+    assert diagnosis.message == (
+        "`compute_class_freqs` raised ValueError: no labels on the public case "
+        "(5 examples, 3 classes). Read the message and the line where it was "
+        "raised. See cell 2, line 3.")
+
+
 def test_an_object_that_claims_equality_gets_no_credit(grader: Grader) -> None:
     liar = '''
 class Anything:
