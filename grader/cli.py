@@ -130,6 +130,7 @@ def grade(
         collected = collect(paths, unpacked)
         submissions = [submission.path for submission in collected]
         students = {s.path: s.student for s in collected}
+        shown = {s.path: s.shown for s in collected if s.shown is not None}
         assignment = load_assignment(assignment_dir)
         if gradescope_path and len(submissions) != 1:
             raise UsageError(f"--gradescope writes one submission's results; "
@@ -159,7 +160,7 @@ def grade(
     )
     batch = _Batch(submissions, students, assignment, options, gradebook_path,
                    fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
-                   json_path=json_path, csv_path=csv_path)
+                   json_path=json_path, csv_path=csv_path, shown=shown)
     try:
         results = _grade_batch(console, batch)
         if gradescope_path:
@@ -187,6 +188,18 @@ class _Batch:
     cluster: str | None = None
     json_path: Path | None = None
     csv_path: Path | None = None
+    #: The names submissions unpacked from zips are shown under.
+    shown: dict[Path, Path] = dataclasses.field(default_factory=dict)
+
+    def named(self, result: Any) -> Any:
+        """`result` under the submission's shown name, with its student."""
+        path = result.path
+        name = self.shown.get(path, path)
+        message = result.error_message
+        if message and name != path:
+            message = message.replace(display_path(path), display_path(name))
+        return dataclasses.replace(result, path=name, error_message=message,
+                                   student=self.students.get(path))
 
 
 def _has_tensorflow() -> bool:
@@ -217,7 +230,7 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     from grader.pipeline import Grader, SubmissionResult, hidden_from_sandbox
     from grader.reporting import print_result, write_csv, write_json
 
-    submissions, students = batch.submissions, batch.students
+    submissions = batch.submissions
     assignment, options = batch.assignment, batch.options
     gradebook_path, quiet = batch.gradebook_path, batch.quiet
     book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest,
@@ -231,12 +244,12 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     if not batch.fresh and book.has_results():
         digests = {path: submission_digest(path) for path in submissions}
         for path, digest in digests.items():
-            stored = book.lookup(digest, display_path(path)) if digest else None
+            name = display_path(batch.shown.get(path, path))
+            stored = book.lookup(digest, name) if digest else None
             if stored is None:
                 continue
-            known[path] = dataclasses.replace(
-                SubmissionResult.from_dict(stored, path), student=students[path])
-            if stored["path"] != display_path(path):
+            known[path] = batch.named(SubmissionResult.from_dict(stored, path))
+            if stored["path"] != name:
                 # The same content as a file graded before (an untouched
                 # copy of the assignment, say): the same result, but this
                 # file's own row, or the gradebook would lack this student.
@@ -255,15 +268,16 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
 
     def keep(result: SubmissionResult) -> None:
         nonlocal printed
-        result = dataclasses.replace(result, student=students.get(result.path))
-        digest = result.digest or digests.get(result.path)
+        path = result.path
+        digest = result.digest or digests.get(path)
         if digest is None and result.status == "error":
-            digest = submission_digest(result.path)  # a file that is no notebook
+            digest = submission_digest(path)  # a file that is no notebook
+        result = batch.named(result)
         # A crash of the grader is not a result: the next run tries again.
         if digest and result.error_kind != "grader_crashed":
             _record(book, digest, result)
         # Stored at once, printed in the order the submissions were given.
-        arrived[result.path] = result
+        arrived[path] = result
         while printed < len(pending) and pending[printed] in arrived:
             print_result(console, arrived[pending[printed]], hints=not quiet)
             printed += 1
@@ -292,7 +306,7 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
                     pending, jobs=batch.jobs or os.cpu_count() or 1,
                     on_result=keep_and_count)
     book.close()
-    graded_now = {path: arrived.get(path, result)
+    graded_now = {path: arrived.get(path) or batch.named(result)
                   for path, result in zip(pending, fresh_results, strict=True)}
     results = [known.get(path) or graded_now[path] for path in submissions]
     if batch.json_path:

@@ -36,6 +36,10 @@ class Submission:
     path: Path
     #: Who submitted it, from the layout (see the module's docstring).
     student: str
+    #: The name it is shown and stored under, where that is not `path`:
+    #: a zip's member is read from a temporary folder, but named after the
+    #: zip (`subs.zip/alice/x.ipynb`), the same in every run.
+    shown: Path | None = None
 
 
 def collect(paths: tuple[Path, ...], unpack_to: Path) -> list[Submission]:
@@ -45,7 +49,9 @@ def collect(paths: tuple[Path, ...], unpack_to: Path) -> list[Submission]:
         if path.is_file() and path.suffix.lower() == ".zip":
             folder = unpack_to / f"{len(found)}_{path.stem}"
             _unpack(path, folder)
-            found.extend(_in_folder(folder))
+            found.extend(Submission(s.path, s.student,
+                                    path / s.path.relative_to(folder))
+                         for s in _in_folder(folder))
         elif path.is_dir() and path.suffix != ".ipynb":
             found.extend(_in_folder(path))
         elif path.exists() or path.is_symlink():

@@ -37,6 +37,9 @@ def test_a_zip_of_a_layout_is_unpacked_safely(tmp_path: Path) -> None:
     assert [s.student for s in found] == ["fay", "gus"]
     assert not (tmp_path / "escaped.ipynb").exists()
     assert all(unpack in s.path.parents for s in found)
+    assert [s.shown for s in found] == [
+        archive / "submitted/fay/chest_xray/C1W2.ipynb",
+        archive / "submitted/gus/chest_xray/C1W2.ipynb"]
 
 
 def test_a_broken_zip_is_a_usage_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,30 @@ def test_identical_files_of_two_students_each_keep_a_row(tmp_path: Path) -> None
                               "diagnosis_id = 'freqs.wrong_axis'").fetchone()[0]
     assert stored == [("alice", 12.0), ("bob", 12.0)]
     assert mistakes == 2
+
+
+def test_a_zip_graded_twice_keeps_one_row_per_member(tmp_path: Path) -> None:
+    # Its members are read from a new temporary folder each run; they are
+    # named, shown and stored after the zip, so the second run finds them.
+    archive = tmp_path / "week2.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for student in ("cleo", "dan"):
+            bundle.write(SAMPLES / "wrong_axis.ipynb", f"{student}/x.ipynb")
+    gradebook = tmp_path / "grades.sqlite"
+    said = []
+    for _run in range(2):
+        done = grade(archive, gradebook)
+        stdout, stderr = done.communicate(timeout=120)
+        assert done.returncode == 0, stderr
+        said.append(" ".join(stdout.split()))
+    assert f"12/20 {archive}/cleo/x.ipynb" in said[0]
+    assert "grader-unpacked" not in said[0] + said[1]
+    assert "(2 already in" in said[1] and "identical to files" not in said[1]
+    with sqlite3.connect(gradebook) as db:
+        stored = db.execute("SELECT path, student FROM results ORDER BY path"
+                            ).fetchall()
+    assert stored == [(f"{archive}/cleo/x.ipynb", "cleo"),
+                      (f"{archive}/dan/x.ipynb", "dan")]
 
 
 def test_a_result_that_cannot_be_stored_does_not_stop_the_batch(
