@@ -274,6 +274,13 @@ def reply_text(forum: ForumCode, result: object) -> str:
                 quoted = lines[diagnosis.line - 1].strip()
                 text = re.sub(r"See cell \d+, line \d+\.",
                               f"Look at this line: `{quoted}`.", text)
+            # Cells and their lines are the grader's, not the post's: the
+            # offending line is quoted instead.
+            text = re.sub(r"The cell defining (`\w+`) \(cell \d+\) has a syntax "
+                          r"error at line \d+:", r"The code of \1 has a syntax error:",
+                          text)
+            text = text.replace("Fix the line and run the cell again.",
+                                "Fix that line and run the cell again.")
             paragraphs.append(text)
     greeting = "Thanks for posting your code. Here is what I see:"
     return "\n\n".join([greeting, *(f"- {p}" for p in paragraphs)])

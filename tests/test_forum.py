@@ -115,3 +115,24 @@ def test_a_post_without_code_gets_no_reply_but_what_to_ask_for() -> None:
     assert done.stderr.splitlines()[-1] == (
         "Error: forum post: no code found in the post; ask for the function's "
         "code, pasted between lines of three backticks (```)")
+
+
+def test_a_syntax_error_is_shown_by_its_line_not_by_cell_numbers(
+        tmp_path: Path) -> None:
+    post = tmp_path / "post.md"
+    post.write_text(
+        "My function fails, why?\n\n```\n"
+        "def compute_class_freqs(labels):\n"
+        "    N = labels.shape[0]\n"
+        "    positive_frequencies = np.sum(labels, axis=0) / N\n"
+        "    negative_frequencies = 1 - positive_frequencies)\n"
+        "    return positive_frequencies, negative_frequencies\n```\n",
+        encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "grader", "forum", str(post)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "- The code of `compute_class_freqs` has a syntax error: unmatched ')': "
+        "`negative_frequencies = 1 - positive_frequencies)`. Python cannot run "
+        "the cell, so the function does not exist. Fix that line and run the "
+        "cell again.")
