@@ -216,7 +216,7 @@ def test_a_kernel_sees_neither_the_grader_nor_other_processes(
     kernel_grader: Grader,
 ) -> None:
     grader_pid = os.getpid()
-    marker = "grader-kernel-sleeper-4343"
+    marker = f"grader-kernel-sleeper-{os.getpid()}"
     check = (
         "import os, subprocess\n"
         f"subprocess.Popen(['sh', '-c', 'exec -a {marker} sleep 300'],"
@@ -392,7 +392,7 @@ def test_the_launcher_passes_interrupts_on_and_ends_with_the_kernel(
 def test_killing_the_launcher_ends_everything_in_its_namespace(
     package: KernelPackage, tmp_path: Path,
 ) -> None:
-    marker = "grader-launcher-sleeper-4545"
+    marker = f"grader-launcher-sleeper-{os.getpid()}"
     process, _ = launch(package, tmp_path, [
         "/bin/sh", "-c", f"echo ready; exec -a {marker} sleep 300"])
     assert process.stdout is not None
@@ -409,7 +409,7 @@ def test_killing_the_launcher_ends_everything_in_its_namespace(
 def test_a_kernel_ends_when_the_grader_that_started_it_dies(
     package: KernelPackage, tmp_path: Path,
 ) -> None:
-    marker = "grader-orphan-sleeper-4646"
+    marker = f"grader-orphan-sleeper-{os.getpid()}"
     workdir = tmp_path / "work"
     workdir.mkdir()
     launcher = _launcher_command(GradingOptions(), str(workdir),

@@ -102,7 +102,8 @@ def test_no_process_outlives_grading_and_the_grader_is_invisible(
 ) -> None:
     # A sleep of a length nothing else uses marks the submission's process;
     # it must have started (poll() is None) for the test to mean anything.
-    marker = "sleep 4242.4242"
+    # The test run's own number in it: two runs on one machine stay apart.
+    marker = f"sleep 4242.{os.getpid()}"
     code = (
         "import subprocess, os\n"
         f"sleeper = subprocess.Popen({marker.split()!r}, start_new_session=True)\n"
@@ -1068,7 +1069,7 @@ def test_a_stopped_sandbox_ends_every_process_in_it(
         assignment: Assignment, stop: signal.Signals) -> None:
     # The grader stops a sandbox that does not answer in time: nothing the
     # submission started may go on running once it is stopped, however.
-    marker = f"sleep 4243.{int(stop)}"
+    marker = f"sleep 4243.{int(stop)}{os.getpid()}"
     code = (f"import subprocess\n"
             f"subprocess.Popen({marker.split()!r})\n"
             "while True:\n"
