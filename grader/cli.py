@@ -146,22 +146,26 @@ def grade(
     except (UsageError, AssignmentError) as exc:
         shutil.rmtree(unpacked, ignore_errors=True)
         raise click.UsageError(str(exc)) from None
-    options = GradingOptions(
-        mode="full" if full else "sliced",
-        backend=backend,
-        engine=engine,
-        cell_timeout=cell_timeout,
-        case_timeout=case_timeout,
-        # Gradescope shows the results to the student, who may resubmit.
-        public_evidence=public_evidence or gradescope_path is not None,
-        # Students must not read each other's notebooks or the outputs.
-        hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions}
-                                  | {str(Path.cwd())})),
-    )
-    batch = _Batch(submissions, students, assignment, options, gradebook_path,
-                   fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
-                   json_path=json_path, csv_path=csv_path, shown=shown)
+    except BaseException:
+        # Unpacked notebooks are students' work: none is left in /tmp.
+        shutil.rmtree(unpacked, ignore_errors=True)
+        raise
     try:
+        options = GradingOptions(
+            mode="full" if full else "sliced",
+            backend=backend,
+            engine=engine,
+            cell_timeout=cell_timeout,
+            case_timeout=case_timeout,
+            # Gradescope shows the results to the student, who may resubmit.
+            public_evidence=public_evidence or gradescope_path is not None,
+            # Students must not read each other's notebooks or the outputs.
+            hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions}
+                                      | {str(Path.cwd())})),
+        )
+        batch = _Batch(submissions, students, assignment, options, gradebook_path,
+                       fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
+                       json_path=json_path, csv_path=csv_path, shown=shown)
         results = _grade_batch(console, batch)
         if gradescope_path:
             from grader.exporting import gradescope_results

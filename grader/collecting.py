@@ -13,6 +13,7 @@ Layouts understood, in a folder or inside a zip of it:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from grader.errors import UsageError
-from grader.reading import MAX_BYTES
+from grader.reading import MAX_BYTES, display_path, printable
+
+log = logging.getLogger("grader")
 
 SKIPPED_FOLDERS = {".ipynb_checkpoints", "__MACOSX", ".git"}
 LMS_NAME = re.compile(
@@ -68,12 +71,22 @@ def _in_folder(folder: Path) -> list[Submission]:
     return [
         Submission(candidate, student_of(PurePosixPath(
             candidate.relative_to(folder).as_posix())))
-        for candidate in sorted(folder.rglob("*.ipynb"))
-        if not SKIPPED_FOLDERS & set(candidate.relative_to(folder).parts)
+        # Any case of the suffix (NOTEBOOK.IPYNB from some systems); a
+        # folder named like a notebook is not one.
+        for candidate in sorted(folder.rglob("*"))
+        if candidate.suffix.lower() == ".ipynb"
+        and not SKIPPED_FOLDERS & set(candidate.relative_to(folder).parts)
+        and not candidate.is_dir()
     ]
 
 
 def student_of(relative: PurePosixPath) -> str:
+    """Who submitted the notebook at `relative` (see the module's
+    docstring), printable whatever the names hold."""
+    return printable(_student_of(relative))
+
+
+def _student_of(relative: PurePosixPath) -> str:
     """The student a notebook belongs to, from its path inside the batch."""
     # Names may hold bytes that are not UTF-8: keep them printable.
     relative = PurePosixPath(os.fsencode(str(relative)).decode("utf-8",
@@ -87,7 +100,9 @@ def student_of(relative: PurePosixPath) -> str:
         return parts[-3]
     if len(parts) == 2:
         return parts[0]
-    stem = relative.name.removesuffix(".ipynb")
+    stem = relative.name
+    if stem.lower().endswith(".ipynb"):
+        stem = stem[: -len(".ipynb")]
     match = LMS_NAME.match(stem)
     if match:
         return f"{match.group('student')}_{match.group('id')}"
@@ -95,7 +110,9 @@ def student_of(relative: PurePosixPath) -> str:
 
 
 def _unpack(archive: Path, folder: Path) -> None:
-    """Unpack the notebooks of a zip, refusing paths that leave the folder."""
+    """Unpack the notebooks of a zip. A member that cannot be unpacked as
+    itself (a path leaving the folder, a name the file system refuses, a
+    second member of the same name) is skipped and said; the rest are."""
     try:
         with zipfile.ZipFile(archive) as bundle:
             members = [m for m in bundle.infolist()
@@ -105,16 +122,39 @@ def _unpack(archive: Path, folder: Path) -> None:
                 raise UsageError(f"{archive}: too many or too large notebooks "
                                  "inside; split the archive")
             for member in members:
-                name = PurePosixPath(member.filename)
-                if name.is_absolute() or ".." in name.parts:
-                    continue  # a path that would leave the folder is skipped
-                target = folder.joinpath(*name.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with bundle.open(member) as source, target.open("wb") as sink:
-                    shutil.copyfileobj(_capped(source), sink)
+                problem = _unpack_member(bundle, member, folder)
+                if problem:
+                    log.warning("%s: %s: not graded: %s", display_path(archive),
+                                printable(member.filename), problem)
     except zipfile.BadZipFile:
         raise UsageError(f"{archive}: not a readable zip file; check the "
                          "download") from None
+
+
+def _unpack_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo,
+                   folder: Path) -> str | None:
+    """Unpack one member into `folder`; what is wrong with it, if anything."""
+    name = PurePosixPath(member.filename)
+    if name.is_absolute() or ".." in name.parts:
+        return "its path leads out of the archive's folder"
+    target = folder.joinpath(*name.parts)
+    # os.path: a name too long for the file system is no error here.
+    if os.path.lexists(target):
+        return ("another member has the same name (or the same once `./` "
+                "is dropped); unpack the zip and look")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with bundle.open(member) as source, target.open("xb") as sink:
+            shutil.copyfileobj(_capped(source), sink)
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        # RuntimeError: an encrypted member. Whatever was half written
+        # is removed, so that no truncated copy is graded.
+        if os.path.isfile(target):
+            target.unlink()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror \
+            else str(exc)
+        return f"it cannot be unpacked here ({reason}); rename it"
+    return None
 
 
 class _capped:

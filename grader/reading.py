@@ -127,8 +127,20 @@ def _too_large(path: Path, size: int) -> SubmissionError:
 
 
 def display_path(path: Path) -> str:
-    """The path as text that can always be printed and stored (any bytes)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """The path as text that can always be printed and stored (any bytes,
+    and no control characters: see `printable`)."""
+    return printable(os.fsencode(path).decode("utf-8", "backslashreplace"))
+
+
+#: Control characters, shown escaped: a file name is the student's to
+#: choose, and one carrying a terminal's escape sequences or a line break
+#: could clear the screen or print a line of its own in the report.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(32), *range(127, 160))}
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written as \\xNN."""
+    return text.translate(_CONTROLS)
 
 
 def _decode(path: Path, raw: bytes) -> str:

@@ -91,8 +91,16 @@ def write_csv(
     ) as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows([_inert(cell) for cell in row] for row in rows)
     os.replace(handle.name, path)
+
+
+def _inert(cell: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one starting with = + - @
+    (a student's file or folder name can) would be run as a formula."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
 
 
 def _write_atomically(path: Path, text: str) -> None:

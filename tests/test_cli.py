@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
+from tests.conftest import SAMPLES
 
 
 def test_a_missing_path_is_a_usage_error_with_exit_status_2(tmp_path: Path) -> None:
@@ -93,3 +97,29 @@ def test_the_tensorflow_backend_without_tensorflow_is_a_usage_error(
                                        "--backend", "tensorflow"])
     assert result.exit_code == 2
     assert "--backend tensorflow: TensorFlow is not installed here" in result.output
+
+
+def test_names_students_chose_stay_inert_in_terminal_and_spreadsheet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A zip of an LMS download: every name in it is a student's choice.
+    notebook = (SAMPLES / "wrong_axis.ipynb").read_bytes()
+    archive = tmp_path / "week2.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("=HYPERLINK(1)/x.ipynb", notebook)
+        bundle.writestr("esc\x1b[2J\rfake 20/20/x.ipynb", notebook)
+        bundle.writestr("long/" + "n" * 300 + ".ipynb", notebook)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    table = tmp_path / "grades.csv"
+    result = CliRunner().invoke(main, [
+        "grade", str(archive), "-q", "-j", "1", "--csv", str(table),
+        "--gradebook", str(tmp_path / "gb.sqlite")])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\r" not in result.output
+    assert f"{archive}/esc\\x1b[2J\\x0dfake 20/20/x.ipynb" in result.output
+    with table.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["student"], row["score"]) for row in rows] == [
+        ("'=HYPERLINK(1)", "12.0"), ("esc\\x1b[2J\\x0dfake 20", "12.0")]
+    assert list(scratch.iterdir()) == []  # nothing unpacked is left behind

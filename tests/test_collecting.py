@@ -18,6 +18,8 @@ from grader.errors import UsageError
     ("dmitri/week2/C1W2.ipynb", "dmitri"),
     ("lovelace_ada_12345_67890_C1W2_assignment.ipynb", "lovelace_ada_12345"),
     ("emil_notebook.ipynb", "emil_notebook"),
+    ("FRIDA/WEEK2.IPYNB", "FRIDA"),
+    ("gil\x1b[2J\nx.ipynb", "gil\\x1b[2J\\x0ax"),
 ])
 def test_student_from_layout(relative: str, student: str) -> None:
     assert student_of(PurePosixPath(relative)) == student
@@ -47,3 +49,34 @@ def test_a_broken_zip_is_a_usage_error(tmp_path: Path) -> None:
     archive.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(UsageError, match="not a readable zip"):
         collect((archive,), tmp_path)
+
+
+def test_members_that_cannot_be_unpacked_are_said_and_the_rest_graded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    archive = tmp_path / "week2.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("ana/x.ipynb", "{}")
+        bundle.writestr("ana/./x.ipynb", "{} ")  # the same file once unpacked
+        bundle.writestr("bea/" + "b" * 300 + ".ipynb", "{}")  # too long a name
+        bundle.writestr("cy/x.ipynb", "{}")
+        bundle.writestr("cy/x.ipynb/y.ipynb", "{}")  # under a file
+        bundle.writestr("DEE/X.IPYNB", "{}")
+        bundle.writestr("/abs/x.ipynb", "{}")
+    unpack = tmp_path / "unpacked"
+    unpack.mkdir()
+    with caplog.at_level("WARNING", logger="grader"):
+        found = collect((archive,), unpack)
+    assert [(s.student, s.shown) for s in found] == [
+        ("DEE", archive / "DEE/X.IPYNB"), ("ana", archive / "ana/x.ipynb"),
+        ("cy", archive / "cy/x.ipynb")]
+    assert (unpack / "0_week2" / "ana" / "x.ipynb").read_text() == "{}"
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [
+        f"{archive}: ana/./x.ipynb: not graded: another member has the same "
+        "name (or the same once `./` is dropped); unpack the zip and look",
+        f"{archive}: bea/{'b' * 300}.ipynb: not graded: it cannot be unpacked "
+        "here (File name too long); rename it",
+        f"{archive}: cy/x.ipynb/y.ipynb: not graded: it cannot be unpacked "
+        "here (File exists); rename it",
+        f"{archive}: /abs/x.ipynb: not graded: its path leads out of the "
+        "archive's folder"]
