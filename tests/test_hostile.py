@@ -108,7 +108,8 @@ def test_no_process_outlives_grading_and_the_grader_is_invisible(
         "import subprocess, os\n"
         f"sleeper = subprocess.Popen({marker.split()!r}, start_new_session=True)\n"
         "assert sleeper.poll() is None\n"
-        "assert os.getpid() < 10\n"
+        # Its namespace's number, the same for every submission.
+        "assert os.getpid() == 101, os.getpid()\n"
         "assert len([p for p in os.listdir('/proc') if p.isdigit()]) < 10\n"
     )
     result = grade_freqs_doing(grader, code)
@@ -1286,3 +1287,27 @@ def test_processes_started_beside_the_submissions_are_reaped(
         == [[], [], []]
     assert [result.functions["compute_class_freqs"].score
             for result in after] == [10, 10, 10]
+
+
+@needs_namespaces
+def test_the_next_submission_cannot_count_the_processes_of_the_last(
+        grader: Grader) -> None:
+    # Process numbers count on in a worker's namespace: unless reset, the
+    # number the next submission gets would say how many the last started.
+    telling = ("with open('/proc/loadavg') as load:\n"
+               "    last = load.read().split()[-1]\n"
+               "raise ValueError(f'pid {os.getpid()} last {last}')")
+    imports = "import numpy as np\nimport os\n"
+    told = []
+    for started in (0, 30, 1):
+        starting = (f"for _ in range({started}):\n"
+                    "    pid = os.fork()\n"
+                    "    if pid == 0:\n"
+                    "        os._exit(0)\n"
+                    "    os.waitpid(pid, 0)")
+        grade_freqs_doing(grader, starting or "pass", imports=imports)
+        result = grade_freqs_doing(grader, telling, imports=imports)
+        message = result.functions["compute_class_freqs"].diagnoses[0].message
+        told.append(re.search(r"pid \d+ last \d+", message).group())
+    assert told == ["pid 101 last 101"] * 3
+    assert "process_numbers_afresh" in result.protections["confinement"]

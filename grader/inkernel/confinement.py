@@ -210,6 +210,12 @@ class Sandbox:
         hidden = list(hidden)
         self._hidden_in_tmp = [folder for folder in hidden
                                if folder.startswith("/tmp/")]
+        # Opened while /proc/sys is writable; it sets the counter of the
+        # namespace of whoever writes (this one, and the template's).
+        try:
+            self._last_pid: int | None = os.open(LAST_PROCESS_NUMBER, os.O_WRONLY)
+        except OSError:
+            self._last_pid = None
         self._done = confine(hidden, keep)
         if block_system_calls(also=BLOCKED_BETWEEN_SUBMISSIONS):
             self._done.append("system_calls_filtered")
@@ -227,6 +233,20 @@ class Sandbox:
         self.group_handles: list[int] = []
         _c().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def number_processes_afresh(self) -> bool:
+        """Have the next process made in the namespace take the same number
+        as every submission's first: process numbers count on within a
+        worker's sandbox, so one submission could otherwise tell the next
+        how many processes it started (ten bits and more), by the number
+        the next gets. Called before each fork."""
+        if self._last_pid is None:
+            return False
+        try:
+            os.pwrite(self._last_pid, b"%d" % FIRST_PROCESS_NUMBER_BEFORE, 0)
+        except OSError:
+            return False
+        return True
 
     def renew_scratch(self) -> None:
         """Fresh, empty /tmp and /dev/shm: nothing passes between submissions.
@@ -324,6 +344,8 @@ class Sandbox:
     def protections(self) -> list[str]:
         """What holds for a submission: the sandbox's own, then its child's."""
         done = list(self._done) + ["no_capabilities"]
+        if self._last_pid is not None:
+            done.append("process_numbers_afresh")
         if self._scratch_renewed:
             done.append("fresh_tmp_per_submission")
         return done + self.limits + ["private_ipc", "unprivileged_user"]
@@ -338,6 +360,11 @@ def _reap_orphans() -> None:
         if not pid:
             return
 
+
+#: The PID namespace's counter (Linux 3.3+): the number after it goes to
+#: the next process. The sandbox is 1 and the template 2.
+LAST_PROCESS_NUMBER = "/proc/sys/kernel/ns_last_pid"
+FIRST_PROCESS_NUMBER_BEFORE = 100
 
 #: The scratch file systems a submission can write to.
 SCRATCH = ("/tmp", "/dev/shm")

@@ -849,6 +849,8 @@ def _fork_child(workdir: str, sandbox: Any, *closed: int
     inbox_read, inbox = os.pipe()
     signals, signals_write = os.pipe()
     reports, reports_write = os.pipe()
+    if sandbox is not None:
+        sandbox.number_processes_afresh()
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         for handle in closed:
