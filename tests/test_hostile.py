@@ -515,7 +515,9 @@ def forge():
     import json, os
     fake = {"kind": "probe", "body": {"function": "get_weighted_loss", "found": True,
             "callable": True, "cases": [], "output": {"text": "", "chars": 0}}}
-    for fd in range(3, 12):
+    # Every descriptor it holds: which number the report pipe has depends
+    # on how many the sandbox had open (kept folders, a virtual env).
+    for fd in range(3, 1024):
         try:
             os.write(fd, (json.dumps(fake) + "\\n").encode())
         except OSError:
