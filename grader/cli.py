@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,32 @@ from grader.reading import display_path, read_submission_bytes
 log = logging.getLogger("grader")
 
 
+def _output_file(_context: Any, option: click.Parameter,
+                 path: Path | None) -> Path | None:
+    """An output file whose folder exists: checked before any work, so a
+    typo in a folder name does not cost a whole batch's grading."""
+    if path is None:
+        return None
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise click.BadParameter(f"{path}: its folder does not exist; create it "
+                                 "or choose another path", param=option)
+    if path.is_dir():
+        raise click.BadParameter(f"{path}: is a folder; name a file",
+                                 param=option)
+    return path
+
+
+def _write_output(path: Path, write: Callable[[], None], kept: str = "") -> None:
+    """Run `write`; a file that cannot be written is one line naming it."""
+    try:
+        write()
+    except OSError as exc:
+        raise click.ClickException(
+            f"{path}: could not be written ({exc.strerror or exc}){kept}; "
+            "choose another path") from None
+
+
 #: The same option on every command that needs the assignment.
 assignment_option = click.option(
     "--assignment", "assignment_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -63,8 +89,10 @@ def main(verbose: int) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              callback=_output_file,
               help="Write the results as JSON to this file.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=False),
+              callback=_output_file,
               help="Write one row per submission as CSV to this file.")
 @click.option("--full", is_flag=True,
               help="Run every cell top to bottom first (slower; errors allowed).")
@@ -88,7 +116,7 @@ def main(verbose: int) -> None:
 @click.option("--case-timeout", type=click.FloatRange(min=0.1), default=5.0,
               show_default=True, help="Seconds per call of a graded function.")
 @click.option("--gradescope", "gradescope_path",
-              type=click.Path(path_type=Path, dir_okay=False),
+              type=click.Path(path_type=Path, dir_okay=False), callback=_output_file,
               help="Write Gradescope's results.json (one submission only).")
 @click.option("--public-evidence", is_flag=True,
               help="Quote values only from public cases: a mistake seen only on "
@@ -166,13 +194,16 @@ def grade(
         batch = _Batch(submissions, students, assignment, options, gradebook_path,
                        fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
                        json_path=json_path, csv_path=csv_path, shown=shown)
-        results = _grade_batch(console, batch)
+        try:
+            results = _grade_batch(console, batch)
+        except UsageError as exc:  # found once grading starts (--cluster)
+            raise click.UsageError(str(exc)) from None
         if gradescope_path:
             from grader.exporting import gradescope_results
 
-            gradescope_path.write_text(
-                json.dumps(gradescope_results(results[0]), indent=2) + "\n",
-                encoding="utf-8")
+            text = json.dumps(gradescope_results(results[0]), indent=2) + "\n"
+            _write_output(gradescope_path, lambda: gradescope_path.write_text(
+                text, encoding="utf-8"))
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
 
@@ -237,8 +268,12 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     submissions = batch.submissions
     assignment, options = batch.assignment, batch.options
     gradebook_path, quiet = batch.gradebook_path, batch.quiet
-    book = Gradebook(gradebook_path, __version__, assignment.name, assignment.digest,
-                     settings=options.result_settings())
+    try:
+        book = Gradebook(gradebook_path, __version__, assignment.name,
+                         assignment.digest, settings=options.result_settings())
+    except sqlite3.DatabaseError as exc:
+        raise click.UsageError(f"{gradebook_path}: not a gradebook ({exc}); "
+                               "choose another --gradebook") from None
     # Hashing every file costs a read of the whole batch; only a gradebook
     # that holds results of this kind needs it, to find them. Otherwise the
     # workers' own hashes (result.digest) are what gets recorded.
@@ -313,10 +348,17 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     graded_now = {path: arrived.get(path) or batch.named(result)
                   for path, result in zip(pending, fresh_results, strict=True)}
     results = [known.get(path) or graded_now[path] for path in submissions]
+    # The results are in the gradebook already: a file that cannot be
+    # written loses nothing, and says so.
+    kept = f"; the results are in {gradebook_path}"
     if batch.json_path:
-        write_json(batch.json_path, assignment, results)
+        json_path = batch.json_path
+        _write_output(json_path, lambda: write_json(json_path, assignment, results),
+                      kept)
     if batch.csv_path:
-        write_csv(batch.csv_path, assignment, results)
+        csv_path = batch.csv_path
+        _write_output(csv_path, lambda: write_csv(csv_path, assignment, results),
+                      kept)
 
     graded = sum(1 for r in results if r.status == "graded")
     full_marks = sum(1 for r in results
@@ -362,6 +404,7 @@ def submission_digest(path: Path) -> str | None:
 @main.command("check")
 @click.argument("notebook", type=click.Path(path_type=Path))
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              callback=_output_file,
               help="Write the result as JSON (same contract as grade).")
 @assignment_option
 def check_command(notebook: Path, json_path: Path | None,
@@ -383,7 +426,7 @@ def check_command(notebook: Path, json_path: Path | None,
     # One notebook on its own: its file name names the student, as in grade.
     result = dataclasses.replace(result, student=notebook.stem)
     if json_path:
-        write_json(json_path, assignment, [result])
+        _write_output(json_path, lambda: write_json(json_path, assignment, [result]))
     passed = print_check(Console(highlight=False), result)
     sys.exit(0 if passed else 1)
 
@@ -393,6 +436,7 @@ def check_command(notebook: Path, json_path: Path | None,
               dir_okay=False), default=Path("gradebook.sqlite"), show_default=True,
               help="The gradebook to report on.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              callback=_output_file,
               default=Path("class_report.html"), show_default=True,
               help="Where to write the HTML page.")
 @click.option("--title", default="Class report", show_default=True)
@@ -403,8 +447,13 @@ def report_command(gradebook_path: Path, output: Path, title: str) -> None:
     if not gradebook_path.is_file():
         raise click.UsageError(f"{gradebook_path}: no such gradebook; run "
                                "`grader grade` first or pass --gradebook")
-    results = load_results(gradebook_path)
-    output.write_text(render(results, title), encoding="utf-8")
+    try:
+        results = load_results(gradebook_path)
+    except sqlite3.DatabaseError as exc:
+        raise click.UsageError(f"{gradebook_path}: not a gradebook ({exc}); "
+                               "pass the one `grader grade` wrote") from None
+    page = render(results, title)
+    _write_output(output, lambda: output.write_text(page, encoding="utf-8"))
     count = len(results)
     click.echo(f"wrote {output} ({count} submission{'' if count == 1 else 's'})")
 
@@ -428,6 +477,7 @@ def export_student(folder: Path, assignment_dir: Path | None) -> None:
 @main.command("forum")
 @click.argument("post", type=click.File("r", encoding="utf-8"))
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              callback=_output_file,
               help="Write the result as JSON (the grade contract plus repairs).")
 @assignment_option
 def forum_command(post: Any, json_path: Path | None,
@@ -446,7 +496,13 @@ def forum_command(post: Any, json_path: Path | None,
         raise click.UsageError(str(exc)) from None
     name = Path(post.name).name if post.name != "<stdin>" else "forum post"
     try:
-        notebook, forum = forum_notebook(post.read(), assignment, Path(name))
+        text = post.read()
+    except UnicodeDecodeError:
+        raise click.UsageError(f"{post.name}: not UTF-8 text; save the post as "
+                               "UTF-8 (or paste it into a new file) and try "
+                               "again") from None
+    try:
+        notebook, forum = forum_notebook(text, assignment, Path(name))
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
     with Grader(assignment, GradingOptions(public_evidence=True)) as grader:
@@ -467,8 +523,8 @@ def forum_command(post: Any, json_path: Path | None,
         report = batch_report(assignment, [result])
         report["repairs"] = forum.repairs
         report["function"] = forum.function
-        json_path.write_text(json.dumps(report, indent=2) + "\n",
-                             encoding="utf-8")
+        text = json.dumps(report, indent=2) + "\n"
+        _write_output(json_path, lambda: json_path.write_text(text, encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,15 @@ def grade_remote(bundle: dict[str, Any], options: GradingOptions, name: str,
     return result
 
 
+def _local_workers(address: str) -> int:
+    """N of local:N (local: alone is one worker)."""
+    count = address.split(":", 1)[1] or "1"
+    if not count.isdigit() or int(count) < 1:
+        raise UsageError(f"--cluster {address}: local:N needs a number of "
+                         "workers, such as local:4")
+    return int(count)
+
+
 def grade_on_cluster(
     address: str,
     paths: list[Path],
@@ -112,12 +121,17 @@ def grade_on_cluster(
             logging.getLogger(name).setLevel(logging.ERROR)
     cluster = None
     if address.startswith("local:"):
-        workers = int(address.split(":", 1)[1] or 1)
+        workers = _local_workers(address)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
                                processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(address, timeout=30)
+        try:
+            client = Client(address, timeout=30)
+        except (OSError, ValueError, TypeError) as exc:
+            raise UsageError(f"--cluster {address}: no Dask scheduler answered "
+                             f"there ({exc}); give its address as "
+                             "tcp://host:8786, or local:N") from None
     max_score = sum(f.max_score for f in assignment.functions)
     results: dict[Path, SubmissionResult] = {}
     try:

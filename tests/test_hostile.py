@@ -1313,3 +1313,30 @@ def test_the_next_submission_cannot_count_the_processes_of_the_last(
         told.append(re.search(r"pid \d+ last \d+", message).group())
     assert told == ["pid 101 last 101"] * 3
     assert "process_numbers_afresh" in result.protections["confinement"]
+
+
+@needs_namespaces
+def test_the_next_submission_cannot_read_the_network_counters_of_the_last(
+        grader: Grader) -> None:
+    # Each datagram to an unreachable address counts in the namespace's
+    # statistics: shared, they would carry any number to the next one.
+    imports = "import numpy as np\nimport os\nimport socket\n"
+    reading = ("with open('/proc/net/snmp') as snmp:\n"
+               "    rows = [line.split() for line in snmp if line.startswith('Ip:')]\n"
+               "counted = dict(zip(rows[0], rows[1]))['OutNoRoutes']\n"
+               "raise ValueError(f'counted {counted}')")
+    sending = ("udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "for _ in range(137):\n"
+               "    try:\n"
+               "        udp.sendto(b'x', ('10.1.2.3', 9))\n"
+               "    except OSError:\n"
+               "        pass\n"
+               "raise ValueError('sent')")
+    told = []
+    for first in ("pass", sending):
+        grade_freqs_doing(grader, first, imports=imports)
+        result = grade_freqs_doing(grader, reading, imports=imports)
+        message = result.functions["compute_class_freqs"].diagnoses[0].message
+        told.append(re.search(r"counted \d+", message).group())
+    assert told == ["counted 0", "counted 0"]
+    assert "private_network" in result.protections["confinement"]

@@ -334,11 +334,14 @@ class Sandbox:
     @staticmethod
     def confine_child() -> None:
         """In each child, before the submission's code: shared memory and
-        message queues of its own (gone with it), then no capabilities and
-        the user `nobody`, so that it cannot signal or read the root
-        processes that serve it."""
-        if not unshare(CLONE_NEWIPC):
-            raise OSError("no IPC namespace for the submission")
+        message queues of its own (gone with it), and a network namespace
+        of its own, whose counters (/proc/net/snmp: packets sent, routes
+        missing, ...) the next submission would otherwise read, an exact
+        channel between them (about 0.6 ms of kernel time); then no
+        capabilities and the user `nobody`, so that it cannot signal or
+        read the root processes that serve it."""
+        if not unshare(CLONE_NEWIPC | CLONE_NEWNET):
+            raise OSError("no IPC and network namespaces for the submission")
         drop_capabilities(user=NOBODY)
 
     def protections(self) -> list[str]:
@@ -348,7 +351,8 @@ class Sandbox:
             done.append("process_numbers_afresh")
         if self._scratch_renewed:
             done.append("fresh_tmp_per_submission")
-        return done + self.limits + ["private_ipc", "unprivileged_user"]
+        return done + self.limits + ["private_ipc", "private_network",
+                                     "unprivileged_user"]
 
 
 def _reap_orphans() -> None:
