@@ -287,7 +287,13 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
             stored = book.lookup(digest, name) if digest else None
             if stored is None:
                 continue
-            known[path] = batch.named(SubmissionResult.from_dict(stored, path))
+            result = SubmissionResult.from_dict(stored, path)
+            if stored["path"] != name and result.error_message:
+                # Copied from another file: its messages name this one.
+                result = dataclasses.replace(result, error_message=(
+                    result.error_message.replace(stored["path"],
+                                                 display_path(path))))
+            known[path] = batch.named(result)
             if stored["path"] != name:
                 # The same content as a file graded before (an untouched
                 # copy of the assignment, say): the same result, but this

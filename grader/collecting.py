@@ -51,7 +51,13 @@ def collect(paths: tuple[Path, ...], unpack_to: Path) -> list[Submission]:
     for path in paths:
         if path.is_file() and path.suffix.lower() == ".zip":
             folder = unpack_to / f"{len(found)}_{path.stem}"
-            _unpack(path, folder)
+            try:
+                _unpack(path, folder)
+            except _UnreadableZip as exc:
+                # The other paths are still graded; alone, it leaves no
+                # notebook to grade, which is then the error.
+                log.warning("%s", exc)
+                continue
             found.extend(Submission(s.path, s.student,
                                     path / s.path.relative_to(folder))
                          for s in _in_folder(folder))
@@ -68,16 +74,25 @@ def collect(paths: tuple[Path, ...], unpack_to: Path) -> list[Submission]:
 
 
 def _in_folder(folder: Path) -> list[Submission]:
-    return [
-        Submission(candidate, student_of(PurePosixPath(
-            candidate.relative_to(folder).as_posix())))
+    found = []
+    for candidate in sorted(folder.rglob("*")):
+        relative = candidate.relative_to(folder)
         # Any case of the suffix (NOTEBOOK.IPYNB from some systems); a
         # folder named like a notebook is not one.
-        for candidate in sorted(folder.rglob("*"))
-        if candidate.suffix.lower() == ".ipynb"
-        and not SKIPPED_FOLDERS & set(candidate.relative_to(folder).parts)
-        and not candidate.is_dir()
-    ]
+        if not candidate.name.lower().endswith(".ipynb") \
+                or SKIPPED_FOLDERS & set(relative.parts) or candidate.is_dir():
+            continue
+        if candidate.is_symlink():
+            # Unpacked with `unzip`, a student's link to another's notebook
+            # would get that notebook's grade.
+            log.warning("%s: not graded: a symbolic link (to %s); a "
+                        "submission must be a file of its own: copy the file "
+                        "there if it is one", display_path(candidate),
+                        printable(os.readlink(candidate)))
+            continue
+        found.append(Submission(candidate, student_of(
+            PurePosixPath(relative.as_posix()))))
+    return found
 
 
 def student_of(relative: PurePosixPath) -> str:
@@ -102,33 +117,41 @@ def _student_of(relative: PurePosixPath) -> str:
         return parts[0]
     stem = relative.name
     if stem.lower().endswith(".ipynb"):
-        stem = stem[: -len(".ipynb")]
+        stem = stem[: -len(".ipynb")] or stem  # ".ipynb" alone keeps its name
     match = LMS_NAME.match(stem)
     if match:
         return f"{match.group('student')}_{match.group('id')}"
     return stem
 
 
+class _UnreadableZip(Exception):
+    pass
+
+
 def _unpack(archive: Path, folder: Path) -> None:
     """Unpack the notebooks of a zip. A member that cannot be unpacked as
     itself (a path leaving the folder, a name the file system refuses, a
-    second member of the same name) is skipped and said; the rest are."""
+    second member of the same name, damaged data) is skipped and said; the
+    rest are."""
     try:
-        with zipfile.ZipFile(archive) as bundle:
-            members = [m for m in bundle.infolist()
-                       if m.filename.lower().endswith(".ipynb") and not m.is_dir()]
-            if len(members) > ZIP_MEMBERS or \
-                    sum(m.file_size for m in members) > ZIP_TOTAL_BYTES:
-                raise UsageError(f"{archive}: too many or too large notebooks "
-                                 "inside; split the archive")
-            for member in members:
-                problem = _unpack_member(bundle, member, folder)
-                if problem:
-                    log.warning("%s: %s: not graded: %s", display_path(archive),
-                                printable(member.filename), problem)
-    except zipfile.BadZipFile:
-        raise UsageError(f"{archive}: not a readable zip file; check the "
-                         "download") from None
+        bundle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError,
+            NotImplementedError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _UnreadableZip(
+            f"{display_path(archive)}: not graded: not a readable zip file "
+            f"({printable(str(exc))[:200]}); check the download") from None
+    with bundle:
+        members = [m for m in bundle.infolist()
+                   if m.filename.lower().endswith(".ipynb") and not m.is_dir()]
+        if len(members) > ZIP_MEMBERS or \
+                sum(m.file_size for m in members) > ZIP_TOTAL_BYTES:
+            raise _UnreadableZip(f"{display_path(archive)}: not graded: too many "
+                                 "or too large notebooks inside; split the archive")
+        for member in members:
+            problem = _unpack_member(bundle, member, folder)
+            if problem:
+                log.warning("%s: %s: not graded: %s", display_path(archive),
+                            printable(member.filename), problem)
 
 
 def _unpack_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo,
@@ -136,7 +159,8 @@ def _unpack_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo,
     """Unpack one member into `folder`; what is wrong with it, if anything."""
     name = PurePosixPath(member.filename)
     if name.is_absolute() or ".." in name.parts:
-        return "its path leads out of the archive's folder"
+        return ("its path leads out of the archive's folder; unpack the zip "
+                "and grade the file on its own")
     target = folder.joinpath(*name.parts)
     # os.path: a name too long for the file system is no error here.
     if os.path.lexists(target):
@@ -146,15 +170,21 @@ def _unpack_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo,
         target.parent.mkdir(parents=True, exist_ok=True)
         with bundle.open(member) as source, target.open("xb") as sink:
             shutil.copyfileobj(_capped(source), sink)
-    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
-        # RuntimeError: an encrypted member. Whatever was half written
-        # is removed, so that no truncated copy is graded.
-        if os.path.isfile(target):
-            target.unlink()
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror \
-            else str(exc)
-        return f"it cannot be unpacked here ({reason}); rename it"
+    except OSError as exc:
+        _remove_partial(target)
+        return f"it cannot be unpacked here ({exc.strerror or exc}); rename it"
+    except Exception as exc:  # noqa: BLE001  (zlib, lzma, EOF, encryption...)
+        # Damaged or encrypted data: whatever was half written is removed,
+        # so that no truncated copy is graded.
+        _remove_partial(target)
+        return (f"its data cannot be read ({printable(str(exc))[:200]}); "
+                "ask for the file again")
     return None
+
+
+def _remove_partial(target: Path) -> None:
+    if os.path.isfile(target):
+        target.unlink()
 
 
 class _capped:

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,20 @@ def display_path(path: Path) -> str:
 _CONTROLS = {code: f"\\x{code:02x}" for code in (*range(32), *range(127, 160))}
 
 
+#: Characters that change how the rest is shown, or show as nothing:
+#: format characters (right-to-left overrides, zero-width spaces) and line
+#: and paragraph separators. "\u202eecila" would read "alice".
+_INVISIBLE = {"Cf", "Zl", "Zp"}
+
+
 def printable(text: str) -> str:
-    """`text` with its control characters written as \\xNN."""
-    return text.translate(_CONTROLS)
+    """`text` with its control characters written as \\xNN, and its
+    invisible ones as \\uNNNN."""
+    text = text.translate(_CONTROLS)
+    if text.isascii():
+        return text
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _INVISIBLE
+                   else c for c in text)
 
 
 def _decode(path: Path, raw: bytes) -> str:

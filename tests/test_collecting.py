@@ -20,6 +20,10 @@ from grader.errors import UsageError
     ("emil_notebook.ipynb", "emil_notebook"),
     ("FRIDA/WEEK2.IPYNB", "FRIDA"),
     ("gil\x1b[2J\nx.ipynb", "gil\\x1b[2J\\x0ax"),
+    ("\u202eecila/x.ipynb", "\\u202eecila"),  # would read "alice"
+    ("h\u200bal/x.ipynb", "h\\u200bal"),
+    ("José/x.ipynb", "José"),
+    (".ipynb", ".ipynb"),
 ])
 def test_student_from_layout(relative: str, student: str) -> None:
     assert student_of(PurePosixPath(relative)) == student
@@ -44,11 +48,21 @@ def test_a_zip_of_a_layout_is_unpacked_safely(tmp_path: Path) -> None:
         archive / "submitted/gus/chest_xray/C1W2.ipynb"]
 
 
-def test_a_broken_zip_is_a_usage_error(tmp_path: Path) -> None:
+def test_a_broken_zip_is_said_and_the_other_paths_are_collected(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     archive = tmp_path / "broken.zip"
     archive.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(UsageError, match="not a readable zip"):
-        collect((archive,), tmp_path)
+    notebook = tmp_path / "ida.ipynb"
+    notebook.write_text("{}", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="grader"):
+        found = collect((archive, notebook), tmp_path / "unpacked")
+    assert [s.path for s in found] == [notebook]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{archive}: not graded: not a readable zip file (File is not a zip "
+        "file); check the download"]
+    # Alone, it leaves nothing to grade: that is the error.
+    with pytest.raises(UsageError, match="no notebooks"):
+        collect((archive,), tmp_path / "unpacked")
 
 
 def test_members_that_cannot_be_unpacked_are_said_and_the_rest_graded(
@@ -79,4 +93,41 @@ def test_members_that_cannot_be_unpacked_are_said_and_the_rest_graded(
         f"{archive}: cy/x.ipynb/y.ipynb: not graded: it cannot be unpacked "
         "here (File exists); rename it",
         f"{archive}: /abs/x.ipynb: not graded: its path leads out of the "
-        "archive's folder"]
+        "archive's folder; unpack the zip and grade the file on its own"]
+
+
+def test_a_damaged_member_is_said_and_its_neighbours_unpacked(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    archive = tmp_path / "week2.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("ana/x.ipynb", "{" + " " * 5000 + "}")
+        bundle.writestr("bo/x.ipynb", "{}")
+    raw = bytearray(archive.read_bytes())
+    start = raw.index(b"ana/x.ipynb") + len(b"ana/x.ipynb")
+    raw[start:start + 4] = b"\xff\xff\xff\xff"  # the compressed data's start
+    archive.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING", logger="grader"):
+        found = collect((archive,), tmp_path / "unpacked")
+    assert [s.student for s in found] == ["bo"]
+    assert not (tmp_path / "unpacked" / "0_week2" / "ana" / "x.ipynb").exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{archive}: ana/x.ipynb: not graded: its data cannot be read (Error -3 "
+        "while decompressing data: invalid block type); ask for the file again"]
+
+
+def test_links_in_a_folder_are_said_and_not_graded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Unpacked with unzip, a student's link would get another's grade.
+    for student in ("alice", "mallory"):
+        (tmp_path / student).mkdir()
+    (tmp_path / "alice" / "hw.ipynb").write_text("{}", encoding="utf-8")
+    (tmp_path / "mallory" / "hw.ipynb").symlink_to("../alice/hw.ipynb")
+    (tmp_path / "alice" / ".ipynb").write_text("{}", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="grader"):
+        found = collect((tmp_path,), tmp_path / "unpacked")
+    assert [s.path.relative_to(tmp_path).as_posix() for s in found] == [
+        "alice/.ipynb", "alice/hw.ipynb"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}/mallory/hw.ipynb: not graded: a symbolic link (to "
+        "../alice/hw.ipynb); a submission must be a file of its own: copy the "
+        "file there if it is one"]

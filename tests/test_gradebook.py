@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from grader.reading import RESUBMIT
 from tests.conftest import SAMPLES
 
 
@@ -158,6 +159,28 @@ def test_identical_files_of_two_students_each_keep_a_row(tmp_path: Path) -> None
                               "diagnosis_id = 'freqs.wrong_axis'").fetchone()[0]
     assert stored == [("alice", 12.0), ("bob", 12.0)]
     assert mistakes == 2
+
+
+def test_a_result_copied_from_an_identical_file_names_its_own_file(
+        tmp_path: Path) -> None:
+    # Empty files, which many students hand in: the second student's
+    # message must not name the first one's file.
+    batch = tmp_path / "batch"
+    for student in ("alice", "bob"):
+        (batch / student).mkdir(parents=True)
+    (batch / "alice" / "x.ipynb").write_bytes(b"")
+    gradebook = tmp_path / "grades.sqlite"
+    grade(batch, gradebook).communicate(timeout=120)
+    (batch / "bob" / "x.ipynb").write_bytes(b"")
+    out = tmp_path / "out.json"
+    done = grade(batch, gradebook, "--json", str(out))
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr
+    messages = [s["error"]["message"] for s in
+                json.loads(out.read_text(encoding="utf-8"))["submissions"]]
+    assert messages == [
+        f"{batch}/alice/x.ipynb: the file is empty; " + RESUBMIT,
+        f"{batch}/bob/x.ipynb: the file is empty; " + RESUBMIT]
 
 
 def test_a_zip_graded_twice_keeps_one_row_per_member(tmp_path: Path) -> None:
