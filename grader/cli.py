@@ -425,6 +425,9 @@ def check_command(notebook: Path, json_path: Path | None,
     try:
         if not notebook.exists():
             raise UsageError(f"{notebook}: no such file")
+        if notebook.is_dir():
+            raise UsageError(f"{notebook}: is a folder; check one notebook "
+                             "(grader check folder/my_notebook.ipynb)")
         assignment = load_assignment(assignment_dir)
     except (UsageError, AssignmentError) as exc:
         raise click.UsageError(str(exc)) from None

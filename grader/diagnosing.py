@@ -527,7 +527,8 @@ def _error_diagnosis(context: _Context, case: Case, outcome: CaseOutcome) -> Dia
         )
     where_cell = error.cell or context.cell
     line = error.line if error.cell == context.cell or error.cell else None
-    shown = f"{error.type}: {error.message}"
+    # NumPy ends some messages with a space ("... shapes (2,) (4,3) ").
+    shown = f"{error.type}: {error.message.strip()}"
     name_match = NAME_ERROR.search(error.message)
     located = context.located
 

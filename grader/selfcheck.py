@@ -78,7 +78,22 @@ def check(target: Callable[..., Any] | str | Path) -> bool:
     console = Console(highlight=False)
     if isinstance(target, (str, Path)):
         return print_check(console, check_notebook(Path(target)))
-    lines, first = inspect.getsourcelines(target)
+    graded = [function.name for function in load_assignment().functions]
+    name = getattr(target, "__name__", None)
+    if not callable(target) or name not in graded:
+        what = f"`{name}`" if callable(target) and name else \
+            f"a value of type {type(target).__name__}"
+        console.print(escape(f"Cannot check {what}: pass one of the graded "
+                             f"functions ({', '.join(graded)}) itself, or the "
+                             "path of your notebook."), soft_wrap=True)
+        return False
+    try:
+        lines, first = inspect.getsourcelines(target)
+    except (OSError, TypeError):
+        console.print(escape(f"Cannot check `{name}`: its code cannot be found; "
+                             "run the cell that defines it, then check again."),
+                      soft_wrap=True)
+        return False
     source = textwrap.dedent("".join(lines))
     result = check_source(_imports_of(target), source)
     return print_check(console, _pointing_into(result, source, first),

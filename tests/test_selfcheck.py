@@ -64,3 +64,30 @@ def test_check_a_function_from_inside_a_notebook(tmp_path: Path, capsys) -> None
             "axis=0) / labels.shape[1]`.") in printed
     assert "See cell" not in printed
     assert "get_weighted_loss" not in printed
+
+
+def test_checking_what_is_not_a_graded_function_says_what_to_pass(
+        capsys) -> None:
+    from grader import check as check_in_notebook
+
+    def helper(labels):  # a function of the notebook, but not a graded one
+        return labels
+
+    assert check_in_notebook(helper) is False
+    assert check_in_notebook(42) is False  # type: ignore[arg-type]
+    assert check_in_notebook(len) is False  # type: ignore[arg-type]
+    said = capsys.readouterr().out.split("\n")
+    graded = "compute_class_freqs, get_weighted_loss"
+    assert said[:3] == [
+        f"Cannot check `helper`: pass one of the graded functions ({graded}) "
+        "itself, or the path of your notebook.",
+        "Cannot check a value of type int: pass one of the graded functions "
+        f"({graded}) itself, or the path of your notebook.",
+        f"Cannot check `len`: pass one of the graded functions ({graded}) "
+        "itself, or the path of your notebook."]
+
+
+def test_checking_a_folder_is_a_usage_error(tmp_path: Path) -> None:
+    done = check(str(tmp_path))
+    assert done.returncode == 2
+    assert f"{tmp_path}: is a folder; check one notebook" in done.stderr
