@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def extract_code(post: str) -> tuple[str, list[str]]:
     code_lines = [line for line in lines if CODE_LINE.match(line)
                   and not line.strip().endswith((".", "?", "!"))]
     repairs.append("took the lines that look like code from the post's text")
-    return "\n".join(code_lines), repairs
+    # Indented alike (a quote, a list item): the indentation is the post's.
+    return textwrap.dedent("\n".join(code_lines)), repairs
 
 
 def _indented_blocks(lines: list[str]) -> list[str]:
@@ -88,6 +90,8 @@ def _indented_blocks(lines: list[str]) -> list[str]:
                 blocks.append("\n".join(run).strip("\n"))
             run = []
         previous_blank = not line.strip()
+    if any(CODE_LINE.match(text) for text in run):  # the post ends in code
+        blocks.append("\n".join(run).strip("\n"))
     return blocks
 
 
@@ -169,9 +173,17 @@ def _ends_with_operand(line: str) -> bool:
     return bool(re.search(r"[\w\])]\s*$", line)) and not line.rstrip().endswith(":")
 
 
+#: Words that cannot follow a `*`: a line that starts with one starts a
+#: statement (or continues an expression another way), so an unclosed
+#: bracket above it is the poster's own, not a lost `*`.
+NOT_OPERANDS = re.compile(
+    r"\s*(and|or|if|else|elif|for|in|is|not|return|def|class|while|with|try|"
+    r"except|finally|import|from|raise|pass|break|continue|del|global|"
+    r"nonlocal|assert|yield|lambda)\b")
+
+
 def _starts_with_operand(line: str) -> bool:
-    return bool(re.match(r"\s*[\w(\[]", line)) and not re.match(
-        r"\s*(and|or|if|else|for|in)\b", line)
+    return bool(re.match(r"\s*[\w(\[]", line)) and not NOT_OPERANDS.match(line)
 
 
 def _is_flat(code: str) -> bool:

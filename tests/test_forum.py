@@ -136,3 +136,17 @@ def test_a_syntax_error_is_shown_by_its_line_not_by_cell_numbers(
         "`negative_frequencies = 1 - positive_frequencies)`. Python cannot run "
         "the cell, so the function does not exist. Fix that line and run the "
         "cell again.")
+
+
+def test_a_bracket_left_open_before_a_statement_is_the_posters_own() -> None:
+    # Markdown eats a `*` only between operands: `return` starts a statement.
+    code = ("loss += K.mean(pos_weights[i] * K.log(y_pred[:, i] + epsilon)\n"
+            "return loss")
+    assert repair(code) == (code, [])
+
+
+def test_a_post_ending_in_an_indented_line_gives_that_line() -> None:
+    post = ("Is this right?\n\n"
+            "    loss = K.mean(pos_weights * y_true * K.log(y_pred + epsilon))\n")
+    assert extract_code(post) == (
+        "loss = K.mean(pos_weights * y_true * K.log(y_pred + epsilon))", [])
