@@ -131,3 +131,16 @@ def test_links_in_a_folder_are_said_and_not_graded(
         f"{tmp_path}/mallory/hw.ipynb: not graded: a symbolic link (to "
         "../alice/hw.ipynb); a submission must be a file of its own: copy the "
         "file there if it is one"]
+
+
+def test_a_member_over_the_size_limit_is_not_unpacked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small zip of a huge member would otherwise fill the disk, only for
+    # the file to be refused as too large.
+    monkeypatch.setattr("grader.collecting.MAX_BYTES", 1000)
+    archive = tmp_path / "week2.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("ana/x.ipynb", b" " * 5000)
+    [found] = collect((archive,), tmp_path / "unpacked")
+    # Its size, for the reading stage's "too large", and none of its data.
+    assert found.path.read_bytes() == bytes(5000)
