@@ -153,7 +153,10 @@ def grade(
     """Grade the notebooks in PATHS: files, folders (searched recursively) or
     zips, in a flat, nbgrader, per-student or LMS layout."""
     console = Console(highlight=False)
-    unpacked = Path(tempfile.mkdtemp(prefix="grader-unpacked-"))
+    # Only when there is a zip: a run killed (SIGKILL) leaves this folder.
+    unpacked = Path(tempfile.mkdtemp(prefix="grader-unpacked-")) if any(
+        path.suffix.lower() == ".zip" and path.is_file() for path in paths) \
+        else None
     try:
         collected = collect(paths, unpacked)
         submissions = [submission.path for submission in collected]
@@ -172,11 +175,11 @@ def grade(
                              "here (pip install tensorflow-cpu); --backend auto "
                              "uses the stand-in where it is missing")
     except (UsageError, AssignmentError) as exc:
-        shutil.rmtree(unpacked, ignore_errors=True)
+        _remove_unpacked(unpacked)
         raise click.UsageError(str(exc)) from None
     except BaseException:
         # Unpacked notebooks are students' work: none is left in /tmp.
-        shutil.rmtree(unpacked, ignore_errors=True)
+        _remove_unpacked(unpacked)
         raise
     try:
         options = GradingOptions(
@@ -205,7 +208,7 @@ def grade(
             _write_output(gradescope_path, lambda: gradescope_path.write_text(
                 text, encoding="utf-8"))
     finally:
-        shutil.rmtree(unpacked, ignore_errors=True)
+        _remove_unpacked(unpacked)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +238,11 @@ class _Batch:
             message = message.replace(display_path(path), display_path(name))
         return dataclasses.replace(result, path=name, error_message=message,
                                    student=self.students.get(path))
+
+
+def _remove_unpacked(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _has_tensorflow() -> bool:

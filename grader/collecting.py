@@ -45,11 +45,13 @@ class Submission:
     shown: Path | None = None
 
 
-def collect(paths: tuple[Path, ...], unpack_to: Path) -> list[Submission]:
-    """Submissions named on the command line, in folders or in zips."""
+def collect(paths: tuple[Path, ...], unpack_to: Path | None) -> list[Submission]:
+    """Submissions named on the command line, in folders or in zips (unpacked
+    into `unpack_to`, which must be given if any path is a zip)."""
     found: list[Submission] = []
     for path in paths:
         if path.is_file() and path.suffix.lower() == ".zip":
+            assert unpack_to is not None, "a zip needs a folder to unpack to"
             folder = unpack_to / f"{len(found)}_{path.stem}"
             try:
                 _unpack(path, folder)
@@ -184,8 +186,8 @@ def _unpack_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo,
         # Damaged or encrypted data: whatever was half written is removed,
         # so that no truncated copy is graded.
         _remove_partial(target)
-        return (f"its data cannot be read ({printable(str(exc))[:200]}); "
-                "ask for the file again")
+        reason = printable(str(exc) or type(exc).__name__)[:200]
+        return f"its data cannot be read ({reason}); ask for the file again"
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -101,10 +102,13 @@ def test_workers_end_with_a_killed_coordinator(tmp_path: Path) -> None:
     batch.mkdir()
     make_batch(batch, copies=3)
     gradebook = tmp_path / "grades.sqlite"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     coordinator = subprocess.Popen(
         [sys.executable, "-m", "grader", "grade", str(batch), "-j", "2", "-q",
          "--gradebook", str(gradebook)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 120
     while rows(gradebook) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -117,6 +121,8 @@ def test_workers_end_with_a_killed_coordinator(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert len(workers) >= 2
     assert [pid for pid in workers if _alive(pid)] == []
+    # No zip, so no folder to unpack into, left behind by the kill.
+    assert list(scratch.glob("grader-unpacked-*")) == []
 
 
 def test_fresh_grades_again(tmp_path: Path) -> None:
