@@ -160,6 +160,7 @@ def grade(
     try:
         collected = collect(paths, unpacked)
         submissions = [submission.path for submission in collected]
+        left_out = {s.path: s.problem for s in collected if s.problem}
         students = {s.path: s.student for s in collected}
         shown = {s.path: s.shown for s in collected if s.shown is not None}
         assignment = load_assignment(assignment_dir)
@@ -191,12 +192,14 @@ def grade(
             # Gradescope shows the results to the student, who may resubmit.
             public_evidence=public_evidence or gradescope_path is not None,
             # Students must not read each other's notebooks or the outputs.
-            hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions}
+            hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions
+                                       if p not in left_out}
                                       | {str(Path.cwd())})),
         )
         batch = _Batch(submissions, students, assignment, options, gradebook_path,
                        fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
-                       json_path=json_path, csv_path=csv_path, shown=shown)
+                       json_path=json_path, csv_path=csv_path, shown=shown,
+                       left_out=left_out)
         try:
             results = _grade_batch(console, batch)
         except UsageError as exc:  # found once grading starts (--cluster)
@@ -228,6 +231,8 @@ class _Batch:
     csv_path: Path | None = None
     #: The names submissions unpacked from zips are shown under.
     shown: dict[Path, Path] = dataclasses.field(default_factory=dict)
+    #: Zip members that could not be unpacked, with why: a row each.
+    left_out: dict[Path, str] = dataclasses.field(default_factory=dict)
 
     def named(self, result: Any) -> Any:
         """`result` under the submission's shown name, with its student."""
@@ -289,7 +294,8 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     known: dict[Path, SubmissionResult] = {}
     copies = 0
     if not batch.fresh and book.has_results():
-        digests = {path: submission_digest(path) for path in submissions}
+        digests = {path: submission_digest(path) for path in submissions
+                   if path not in batch.left_out}
         for path, digest in digests.items():
             name = display_path(batch.shown.get(path, path))
             stored = book.lookup(digest, name) if digest else None
@@ -315,7 +321,16 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
         console.print(f"({len(known)} already in {gradebook_path}{same}; --fresh "
                       "grades them again)", soft_wrap=True)
 
-    pending = [path for path in submissions if path not in known]
+    # Not in the gradebook (there is no file to key them by): shown first.
+    left_out = {path: dataclasses.replace(SubmissionResult(
+        path, "error", 0.0, sum(f.max_score for f in assignment.functions),
+        error_kind="not_unpacked", error_message=problem),
+        student=batch.students.get(path))
+        for path, problem in batch.left_out.items()}
+    for result in left_out.values():
+        print_result(console, result, hints=not quiet)
+    pending = [path for path in submissions
+               if path not in known and path not in left_out]
     arrived: dict[Path, SubmissionResult] = {}
     printed = 0
 
@@ -361,7 +376,8 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
     book.close()
     graded_now = {path: arrived.get(path) or batch.named(result)
                   for path, result in zip(pending, fresh_results, strict=True)}
-    results = [known.get(path) or graded_now[path] for path in submissions]
+    results = [known.get(path) or left_out.get(path) or graded_now[path]
+               for path in submissions]
     # The results are in the gradebook already: a file that cannot be
     # written loses nothing, and says so.
     kept = f"; the results are in {gradebook_path}"

@@ -43,6 +43,10 @@ class Submission:
     #: a zip's member is read from a temporary folder, but named after the
     #: zip (`subs.zip/alice/x.ipynb`), the same in every run.
     shown: Path | None = None
+    #: Why it cannot be graded, for a zip's member that could not be
+    #: unpacked as itself (`path` then names it inside the zip, and no
+    #: file is there): it still gets a row, saying so.
+    problem: str | None = None
 
 
 def collect(paths: tuple[Path, ...], unpack_to: Path | None) -> list[Submission]:
@@ -54,7 +58,7 @@ def collect(paths: tuple[Path, ...], unpack_to: Path | None) -> list[Submission]
             assert unpack_to is not None, "a zip needs a folder to unpack to"
             folder = unpack_to / f"{len(found)}_{path.stem}"
             try:
-                _unpack(path, folder)
+                left_out = _unpack(path, folder)
             except _UnreadableZip as exc:
                 # The other paths are still graded; alone, it leaves no
                 # notebook to grade, which is then the error.
@@ -63,6 +67,13 @@ def collect(paths: tuple[Path, ...], unpack_to: Path | None) -> list[Submission]
             found.extend(Submission(s.path, s.student,
                                     path / s.path.relative_to(folder))
                          for s in _in_folder(folder))
+            found.extend(
+                # Joined as text: an absolute member name would replace
+                # the zip's path, joined as a path.
+                Submission(Path(f"{path}/{name}"), student_of(_inside(name)),
+                           problem=f"{display_path(path)}: {printable(name)}: "
+                                   f"not graded: {problem}")
+                for name, problem in left_out)
         elif path.is_dir() and path.suffix != ".ipynb":
             found.extend(_in_folder(path))
         elif path.exists() or path.is_symlink():
@@ -126,15 +137,22 @@ def _student_of(relative: PurePosixPath) -> str:
     return stem
 
 
+def _inside(name: str) -> PurePosixPath:
+    """A member's name without what would lead out of the zip's folder (a
+    leading /, ..), for telling whose it is."""
+    return PurePosixPath(*[part for part in PurePosixPath(name).parts
+                           if part not in ("/", "..", ".")] or ["?"])
+
+
 class _UnreadableZip(Exception):
     pass
 
 
-def _unpack(archive: Path, folder: Path) -> None:
+def _unpack(archive: Path, folder: Path) -> list[tuple[str, str]]:
     """Unpack the notebooks of a zip. A member that cannot be unpacked as
     itself (a path leaving the folder, a name the file system refuses, a
-    second member of the same name, damaged data) is skipped and said; the
-    rest are."""
+    second member of the same name, damaged data) is skipped: its name and
+    what is wrong are returned; the rest are unpacked."""
     try:
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError,
@@ -149,11 +167,12 @@ def _unpack(archive: Path, folder: Path) -> None:
                 sum(m.file_size for m in members) > ZIP_TOTAL_BYTES:
             raise _UnreadableZip(f"{display_path(archive)}: not graded: too many "
                                  "or too large notebooks inside; split the archive")
+        left_out = []
         for member in members:
             problem = _unpack_member(bundle, member, folder)
             if problem:
-                log.warning("%s: %s: not graded: %s", display_path(archive),
-                            printable(member.filename), problem)
+                left_out.append((member.filename, problem))
+        return left_out
 
 
 def _unpack_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo,

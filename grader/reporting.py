@@ -6,9 +6,9 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -85,14 +85,12 @@ def write_csv(
                      result.error_kind or "", result.score, result.max_score,
                      *scores, *ids])
 
-    folder = path.parent if str(path.parent) else Path(".")
-    with tempfile.NamedTemporaryFile(
-        "w", newline="", encoding="utf-8", dir=folder, delete=False, suffix=".tmp"
-    ) as handle:
+    def write(handle: TextIO) -> None:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([_inert(cell) for cell in row] for row in rows)
-    os.replace(handle.name, path)
+
+    _replace_atomically(path, write, newline="")
 
 
 def _inert(cell: Any) -> Any:
@@ -104,9 +102,31 @@ def _inert(cell: Any) -> Any:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    _replace_atomically(path, lambda handle: handle.write(text))
+
+
+def _replace_atomically(path: Path, write: Callable[[TextIO], object],
+                        newline: str | None = None) -> None:
+    """Write `path` whole or not at all: into a file beside it, then put in
+    its place. With the permissions any new file gets (the umask), not the
+    owner-only ones of a temporary file, so that the course's staff can
+    read an export; and no temporary file is left if writing fails."""
     folder = path.parent if str(path.parent) else Path(".")
     with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=folder, delete=False, suffix=".tmp"
+        "w", newline=newline, encoding="utf-8", dir=folder, delete=False,
+        suffix=".tmp"
     ) as handle:
-        handle.write(text)
+        try:
+            write(handle)
+            handle.flush()
+            os.chmod(handle.name, 0o666 & ~_umask())
+        except BaseException:
+            os.unlink(handle.name)
+            raise
     os.replace(handle.name, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it; put back at once
+    os.umask(mask)
+    return mask

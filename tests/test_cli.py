@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -120,6 +121,18 @@ def test_names_students_chose_stay_inert_in_terminal_and_spreadsheet(
     assert f"{archive}/esc\\x1b[2J\\x0dfake 20/20/x.ipynb" in result.output
     with table.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(row["student"], row["score"]) for row in rows] == [
-        ("'=HYPERLINK(1)", "12.0"), ("esc\\x1b[2J\\x0dfake 20", "12.0")]
+    # The member whose name is too long for the disk still has its row.
+    assert [(row["student"], row["status"], row["error_kind"], row["score"])
+            for row in rows] == [
+        ("'=HYPERLINK(1)", "graded", "", "12.0"),
+        ("esc\\x1b[2J\\x0dfake 20", "graded", "", "12.0"),
+        ("long", "error", "not_unpacked", "0.0")]
     assert list(scratch.iterdir()) == []  # nothing unpacked is left behind
+    # Readable by the course's staff, as any file the user makes.
+    assert table.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -40,10 +40,16 @@ def test_a_zip_of_a_layout_is_unpacked_safely(tmp_path: Path) -> None:
     unpack = tmp_path / "unpacked"
     unpack.mkdir()
     found = collect((archive,), unpack)
-    assert [s.student for s in found] == ["fay", "gus"]
+    unpacked = [s for s in found if s.problem is None]
+    assert [s.student for s in unpacked] == ["fay", "gus"]
     assert not (tmp_path / "escaped.ipynb").exists()
-    assert all(unpack in s.path.parents for s in found)
-    assert [s.shown for s in found] == [
+    assert all(unpack in s.path.parents for s in unpacked)
+    # The one that would leave the folder still has a row, saying why.
+    assert [(str(s.path), s.problem) for s in found if s.problem] == [
+        (f"{archive}/../../escaped.ipynb",
+         f"{archive}: ../../escaped.ipynb: not graded: its path leads out of "
+         "the archive's folder; unpack the zip and grade the file on its own")]
+    assert [s.shown for s in unpacked] == [
         archive / "submitted/fay/chest_xray/C1W2.ipynb",
         archive / "submitted/gus/chest_xray/C1W2.ipynb"]
 
@@ -65,8 +71,8 @@ def test_a_broken_zip_is_said_and_the_other_paths_are_collected(
         collect((archive,), tmp_path / "unpacked")
 
 
-def test_members_that_cannot_be_unpacked_are_said_and_the_rest_graded(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_members_that_cannot_be_unpacked_get_a_row_saying_why(
+        tmp_path: Path) -> None:
     archive = tmp_path / "week2.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("ana/x.ipynb", "{}")
@@ -78,26 +84,27 @@ def test_members_that_cannot_be_unpacked_are_said_and_the_rest_graded(
         bundle.writestr("/abs/x.ipynb", "{}")
     unpack = tmp_path / "unpacked"
     unpack.mkdir()
-    with caplog.at_level("WARNING", logger="grader"):
-        found = collect((archive,), unpack)
-    assert [(s.student, s.shown) for s in found] == [
+    found = collect((archive,), unpack)
+    assert [(s.student, s.shown) for s in found if s.problem is None] == [
         ("DEE", archive / "DEE/X.IPYNB"), ("ana", archive / "ana/x.ipynb"),
         ("cy", archive / "cy/x.ipynb")]
     assert (unpack / "0_week2" / "ana" / "x.ipynb").read_text() == "{}"
-    said = [record.getMessage() for record in caplog.records]
+    said = [(s.student, s.problem) for s in found if s.problem]
     assert said == [
-        f"{archive}: ana/./x.ipynb: not graded: another member has the same "
-        "name (or the same once `./` is dropped); unpack the zip and look",
-        f"{archive}: bea/{'b' * 300}.ipynb: not graded: it cannot be unpacked "
-        "here (File name too long); rename it",
-        f"{archive}: cy/x.ipynb/y.ipynb: not graded: it cannot be unpacked "
-        "here (File exists); rename it",
-        f"{archive}: /abs/x.ipynb: not graded: its path leads out of the "
-        "archive's folder; unpack the zip and grade the file on its own"]
+        ("ana", f"{archive}: ana/./x.ipynb: not graded: another member has the "
+         "same name (or the same once `./` is dropped); unpack the zip and look"),
+        ("bea", f"{archive}: bea/{'b' * 300}.ipynb: not graded: it cannot be "
+         "unpacked here (File name too long); rename it"),
+        ("cy", f"{archive}: cy/x.ipynb/y.ipynb: not graded: it cannot be "
+         "unpacked here (File exists); rename it"),
+        ("abs", f"{archive}: /abs/x.ipynb: not graded: its path leads out of the "
+         "archive's folder; unpack the zip and grade the file on its own")]
+    # Named inside the zip, even when the member's name is absolute.
+    assert str(found[-1].path) == f"{archive}/abs/x.ipynb"
 
 
-def test_a_damaged_member_is_said_and_its_neighbours_unpacked(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_member_gets_a_row_and_its_neighbours_are_unpacked(
+        tmp_path: Path) -> None:
     archive = tmp_path / "week2.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr("ana/x.ipynb", "{" + " " * 5000 + "}")
@@ -106,13 +113,13 @@ def test_a_damaged_member_is_said_and_its_neighbours_unpacked(
     start = raw.index(b"ana/x.ipynb") + len(b"ana/x.ipynb")
     raw[start:start + 4] = b"\xff\xff\xff\xff"  # the compressed data's start
     archive.write_bytes(bytes(raw))
-    with caplog.at_level("WARNING", logger="grader"):
-        found = collect((archive,), tmp_path / "unpacked")
-    assert [s.student for s in found] == ["bo"]
+    found = collect((archive,), tmp_path / "unpacked")
+    assert [(s.student, s.problem) for s in found] == [
+        ("bo", None),
+        ("ana", f"{archive}: ana/x.ipynb: not graded: its data cannot be read "
+         "(Error -3 while decompressing data: invalid block type); ask for the "
+         "file again")]
     assert not (tmp_path / "unpacked" / "0_week2" / "ana" / "x.ipynb").exists()
-    assert [r.getMessage() for r in caplog.records] == [
-        f"{archive}: ana/x.ipynb: not graded: its data cannot be read (Error -3 "
-        "while decompressing data: invalid block type); ask for the file again"]
 
 
 def test_links_in_a_folder_are_said_and_not_graded(
