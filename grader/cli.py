@@ -192,9 +192,7 @@ def grade(
             # Gradescope shows the results to the student, who may resubmit.
             public_evidence=public_evidence or gradescope_path is not None,
             # Students must not read each other's notebooks or the outputs.
-            hidden_paths=tuple(sorted({str(p.resolve().parent) for p in submissions
-                                       if p not in left_out}
-                                      | {str(Path.cwd())})),
+            hidden_paths=_folders_to_hide(paths, submissions, left_out, unpacked),
         )
         batch = _Batch(submissions, students, assignment, options, gradebook_path,
                        fresh=fresh, quiet=quiet, jobs=jobs, cluster=cluster,
@@ -243,6 +241,32 @@ class _Batch:
             message = message.replace(display_path(path), display_path(name))
         return dataclasses.replace(result, path=name, error_message=message,
                                    student=self.students.get(path))
+
+
+#: More folders than this to hide, and the folders given are hidden
+#: instead: each hidden folder is a mount in every sandbox, and their
+#: list goes on the sandbox's command line (a few thousand per-student
+#: folders passed Linux's limit of 128 KB for one argument).
+MANY_FOLDERS = 100
+
+
+def _folders_to_hide(paths: tuple[Path, ...], submissions: list[Path],
+                     left_out: dict[Path, str],
+                     unpacked: Path | None) -> tuple[str, ...]:
+    """The folders of the submissions, and the current folder (where the
+    exports go): out of the sandbox's sight."""
+    folders = {path.resolve().parent for path in submissions
+               if path not in left_out}
+    if len(folders) > MANY_FOLDERS:
+        folders = set()
+        for path in paths:
+            if path.is_dir():
+                folders.add(path.resolve())
+            else:  # a notebook, or a zip (whose notebooks are unpacked)
+                folders.add(path.resolve().parent)
+        if unpacked is not None:
+            folders.add(unpacked.resolve())
+    return tuple(sorted({str(folder) for folder in folders} | {str(Path.cwd())}))
 
 
 def _remove_unpacked(folder: Path | None) -> None:

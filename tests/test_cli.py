@@ -136,3 +136,23 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_many_student_folders_are_hidden_by_the_folder_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thousands of per-student folders, one hidden each, passed Linux's
+    # limit for the sandbox's command line: every submission failed.
+    from grader.cli import MANY_FOLDERS, _folders_to_hide
+
+    monkeypatch.chdir(tmp_path)
+    batch = tmp_path / "batch"
+    few = [batch / f"s{n}" / "x.ipynb" for n in range(2)]
+    many = [batch / f"s{n}" / "x.ipynb" for n in range(MANY_FOLDERS + 1)]
+    lone = tmp_path / "late" / "y.ipynb"
+    for path in [*many, lone]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}", encoding="utf-8")
+    assert _folders_to_hide((batch,), few, {}, None) == (
+        str(tmp_path), str(batch / "s0"), str(batch / "s1"))
+    assert _folders_to_hide((batch, lone), [*many, lone], {}, None) == (
+        str(tmp_path), str(batch), str(tmp_path / "late"))
