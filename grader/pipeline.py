@@ -8,6 +8,7 @@ computes once (the assignment, the diagnosis table, the kernel-side code).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -246,16 +247,22 @@ class Grader:
                                  initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_grade_in_worker, path): index
                        for index, path in remaining.items()}
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    raise
-                except Exception as exc:  # contained: that submission fails
-                    result = self._crashed(remaining[index], type(exc).__name__)
-                del remaining[index]
-                yield index, result
+            with _stopped_at_once_on_interrupt(pool):
+                yield from self._as_they_come(futures, remaining)
+
+    def _as_they_come(
+        self, futures: dict[Any, int], remaining: dict[int, Path]
+    ) -> Iterator[tuple[int, SubmissionResult]]:
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise
+            except Exception as exc:  # contained: that submission fails
+                result = self._crashed(remaining[index], type(exc).__name__)
+            del remaining[index]
+            yield index, result
 
     def _crashed(self, path: Path, reason: str) -> SubmissionResult:
         return SubmissionResult(
@@ -313,10 +320,31 @@ def hidden_from_sandbox(
 _WORKER_GRADER: Grader | None = None
 
 
+@contextlib.contextmanager
+def _stopped_at_once_on_interrupt(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """Interrupted (Ctrl-C, here or while a result is being kept, which
+    closes this generator), the queued submissions are dropped and the
+    workers ended, rather than the whole batch graded first: what is
+    graded is stored already, and the next run resumes."""
+    try:
+        yield
+    except BaseException:
+        # The executor has no public way to end a running task; its
+        # processes are gone from it once it is shut down.
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.kill()
+        raise
+
+
 def _end_with(coordinator: int) -> None:
     """In each worker: end when the coordinating process ends, however it
     ends. Killed (SIGKILL), it closes nothing, and its workers would wait
-    for work forever, each with a sandbox, holding the gradebook open."""
+    for work forever, each with a sandbox, holding the gradebook open.
+    Ctrl-C reaches the coordinator, which stops the batch: a worker that
+    took it for its own would fail one submission and go on to the next."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         import ctypes
 

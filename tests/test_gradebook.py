@@ -238,3 +238,32 @@ def test_a_result_that_cannot_be_stored_does_not_stop_the_batch(
     report = json.loads(out.read_text(encoding="utf-8"))
     assert [Path(s["path"]).name for s in report["submissions"]] == [
         "wrong_axis.ipynb", "correct_vectorised.ipynb"]
+
+
+def test_ctrl_c_stops_the_batch_and_keeps_what_is_graded(tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    total = make_batch(batch, copies=10)
+    gradebook = tmp_path / "grades.sqlite"
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "grader", "grade", str(batch), "-j", "2", "-q",
+         "--gradebook", str(gradebook)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while rows(gradebook) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = Path(f"/proc/{coordinator.pid}/task/{coordinator.pid}/children")
+    workers = [int(pid) for pid in children.read_text().split()]
+    coordinator.send_signal(signal.SIGINT)
+    _, stderr = coordinator.communicate(timeout=120)
+    assert coordinator.returncode == 1
+    assert stderr.splitlines()[-1] == "Aborted!"
+    # Stopped, not finished first: the queued submissions were dropped.
+    kept = rows(gradebook)
+    assert 3 <= kept < total
+    assert [pid for pid in workers if _alive(pid)] == []
+    # The next run grades only what is missing.
+    again = grade(batch, gradebook)
+    stdout, _ = again.communicate(timeout=300)
+    assert f"({kept} already in {gradebook};" in " ".join(stdout.split())
+    assert rows(gradebook) == total
