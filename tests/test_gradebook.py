@@ -267,3 +267,26 @@ def test_ctrl_c_stops_the_batch_and_keeps_what_is_graded(tmp_path: Path) -> None
     stdout, _ = again.communicate(timeout=300)
     assert f"({kept} already in {gradebook};" in " ".join(stdout.split())
     assert rows(gradebook) == total
+
+
+def test_an_interrupted_pool_drops_its_queue_and_ends_its_workers() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from grader.pipeline import _stopped_at_once_on_interrupt
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(time.sleep, 0.2) for _ in range(100)]
+        workers = list(pool._processes.values())
+        with pytest.raises(KeyboardInterrupt):
+            with _stopped_at_once_on_interrupt(pool):
+                futures[0].result()
+                raise KeyboardInterrupt
+    # Ended, not left to sleep through the other 99 tasks: at most the
+    # few already handed to a worker ran.
+    ran = [future for future in futures
+           if future.done() and not future.cancelled()
+           and future.exception() is None]
+    assert len(ran) <= 5
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [worker.exitcode for worker in workers] == [-signal.SIGKILL] * 2
