@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,25 @@ def _output_file(_context: Any, option: click.Parameter,
         raise click.BadParameter(f"{path}: is a folder; name a file",
                                  param=option)
     return path
+
+
+def _not_overwriting(outputs: Iterable[Path | None], inputs: Iterable[Path]) -> None:
+    """Refuse an output that would replace what the command reads: an easy
+    slip is `--json` followed by a notebook's name."""
+    read = {_same_file_key(path) for path in inputs}
+    for output in outputs:
+        if output is None:
+            continue
+        if output.suffix.lower() == ".ipynb" or _same_file_key(output) in read:
+            raise UsageError(f"{output}: would replace a notebook or the "
+                             "gradebook this command reads; choose another path")
+
+
+def _same_file_key(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def _write_output(path: Path, write: Callable[[], None], kept: str = "") -> None:
@@ -170,6 +189,8 @@ def grade(
         if not gradebook_path.parent.is_dir():
             raise UsageError(f"{gradebook_path}: its folder does not exist; create "
                              "it or choose another --gradebook")
+        _not_overwriting((json_path, csv_path, gradescope_path),
+                         [*paths, *submissions, gradebook_path])
         # On a cluster the workers' machines are the ones that need it.
         if backend == "tensorflow" and not cluster and not _has_tensorflow():
             raise UsageError("--backend tensorflow: TensorFlow is not installed "
@@ -476,6 +497,7 @@ def check_command(notebook: Path, json_path: Path | None,
         if notebook.is_dir():
             raise UsageError(f"{notebook}: is a folder; check one notebook "
                              "(grader check folder/my_notebook.ipynb)")
+        _not_overwriting([json_path], [notebook])
         assignment = load_assignment(assignment_dir)
     except (UsageError, AssignmentError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -504,6 +526,10 @@ def report_command(gradebook_path: Path, output: Path, title: str) -> None:
     if not gradebook_path.is_file():
         raise click.UsageError(f"{gradebook_path}: no such gradebook; run "
                                "`grader grade` first or pass --gradebook")
+    try:
+        _not_overwriting([output], [gradebook_path])
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         results = load_results(gradebook_path)
     except sqlite3.DatabaseError as exc:
@@ -552,6 +578,11 @@ def forum_command(post: Any, json_path: Path | None,
     except AssignmentError as exc:
         raise click.UsageError(str(exc)) from None
     name = Path(post.name).name if post.name != "<stdin>" else "forum post"
+    if post.name != "<stdin>":
+        try:
+            _not_overwriting([json_path], [Path(post.name)])
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from None
     try:
         text = post.read()
     except UnicodeDecodeError:

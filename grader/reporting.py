@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -108,10 +110,22 @@ def _write_atomically(path: Path, text: str) -> None:
 def _replace_atomically(path: Path, write: Callable[[TextIO], object],
                         newline: str | None = None) -> None:
     """Write `path` whole or not at all: into a file beside it, then put in
-    its place. With the permissions any new file gets (the umask), not the
-    owner-only ones of a temporary file, so that the course's staff can
-    read an export; and no temporary file is left if writing fails."""
-    folder = path.parent if str(path.parent) else Path(".")
+    its place. A new file gets the permissions any new file gets (the
+    umask), not the owner-only ones of a temporary file, so that the
+    course's staff can read an export; a file replaced keeps its own
+    (a private gradebook export stays private). Through a symbolic link,
+    the file it names is replaced; a device or pipe (/dev/null) is written
+    to as it is. No temporary file is left if writing fails."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        existing = os.stat(target)
+    except OSError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with open(target, "w", newline=newline, encoding="utf-8") as handle:
+            write(handle)
+        return
+    folder = target.parent if str(target.parent) else Path(".")
     with tempfile.NamedTemporaryFile(
         "w", newline=newline, encoding="utf-8", dir=folder, delete=False,
         suffix=".tmp"
@@ -119,11 +133,16 @@ def _replace_atomically(path: Path, write: Callable[[TextIO], object],
         try:
             write(handle)
             handle.flush()
-            os.chmod(handle.name, 0o666 & ~_umask())
+            if existing is None:
+                os.chmod(handle.name, 0o666 & ~_umask())
+            else:
+                os.chmod(handle.name, stat.S_IMODE(existing.st_mode))
+                with contextlib.suppress(OSError):  # not ours to give away
+                    os.chown(handle.name, -1, existing.st_gid)
         except BaseException:
             os.unlink(handle.name)
             raise
-    os.replace(handle.name, path)
+    os.replace(handle.name, target)
 
 
 def _umask() -> int:

@@ -156,3 +156,48 @@ def test_many_student_folders_are_hidden_by_the_folder_given(
         str(tmp_path), str(batch / "s0"), str(batch / "s1"))
     assert _folders_to_hide((batch, lone), [*many, lone], {}, None) == (
         str(tmp_path), str(batch), str(tmp_path / "late"))
+
+
+def test_an_output_never_replaces_a_notebook_or_the_gradebook(
+        tmp_path: Path) -> None:
+    # `--json` followed by a notebook's name: an easy slip.
+    notebook = tmp_path / "ana.ipynb"
+    notebook.write_bytes((SAMPLES / "wrong_axis.ipynb").read_bytes())
+    other = tmp_path / "bo.ipynb"
+    other.write_bytes(notebook.read_bytes())
+    gradebook = tmp_path / "gb.sqlite"
+    for arguments in (
+            ["grade", "--json", str(other), str(notebook), "--gradebook",
+             str(gradebook)],
+            ["grade", str(notebook), "--csv", str(gradebook), "--gradebook",
+             str(gradebook)],
+            ["check", str(notebook), "--json", str(notebook)]):
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 2, arguments
+        assert "would replace a notebook or the gradebook this command reads" \
+            in result.output
+    assert other.read_bytes() == notebook.read_bytes()
+    assert not gradebook.exists()
+
+
+def test_an_export_keeps_what_it_replaces_private_and_writes_through_links(
+        tmp_path: Path) -> None:
+    notebook = tmp_path / "ana.ipynb"
+    notebook.write_bytes((SAMPLES / "wrong_axis.ipynb").read_bytes())
+    private = tmp_path / "private.csv"
+    private.write_text("old\n", encoding="utf-8")
+    private.chmod(0o600)
+    shared = tmp_path / "shared.csv"
+    shared.write_text("old\n", encoding="utf-8")
+    link = tmp_path / "link.csv"
+    link.symlink_to(shared.name)
+    for table in (private, link):
+        result = CliRunner().invoke(main, [
+            "grade", str(notebook), "-q", "-j", "1", "--csv", str(table),
+            "--gradebook", str(tmp_path / "gb.sqlite")])
+        assert result.exit_code == 0, result.output
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert private.read_text(encoding="utf-8").startswith("student,path,")
+    assert link.is_symlink()
+    assert shared.read_text(encoding="utf-8").startswith("student,path,")
+    assert list(tmp_path.glob("*.tmp")) == []
