@@ -44,7 +44,7 @@ from grader.executing import (
 from grader.locating import LocatedCode, locate
 from grader.options import GradingOptions
 from grader.probing import probe_request
-from grader.reading import Notebook, display_path, read_notebook
+from grader.reading import Notebook, display_path, printable, read_notebook
 from grader.scoring import FunctionScore, score_function
 
 log = logging.getLogger(__name__)
@@ -143,9 +143,12 @@ class Grader:
         try:
             return self._grade(path)
         except SubmissionError as exc:
-            log.info("%s: %s", display_path(path), exc.message)
+            # The file's name as shown everywhere else: a name can carry a
+            # terminal's escape sequences.
+            message = printable(exc.message.replace(str(path), display_path(path)))
+            log.info("%s", message)
             return SubmissionResult(path, "error", 0.0, self.max_score,
-                                    error_kind=exc.kind, error_message=exc.message)
+                                    error_kind=exc.kind, error_message=message)
         except Exception as exc:  # contain it (RecursionError too): the batch goes on
             log.exception("%s: grading failed inside the grader", display_path(path))
             return SubmissionResult(

@@ -109,6 +109,7 @@ def test_names_students_chose_stay_inert_in_terminal_and_spreadsheet(
         bundle.writestr("=HYPERLINK(1)/x.ipynb", notebook)
         bundle.writestr("esc\x1b[2J\rfake 20/20/x.ipynb", notebook)
         bundle.writestr("long/" + "n" * 300 + ".ipynb", notebook)
+        bundle.writestr("bad\x1b]0;x\x07/x.ipynb", "not a notebook")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
@@ -119,12 +120,17 @@ def test_names_students_chose_stay_inert_in_terminal_and_spreadsheet(
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\r" not in result.output
     assert f"{archive}/esc\\x1b[2J\\x0dfake 20/20/x.ipynb" in result.output
+    # Its messages too name it escaped, after the zip, not the folder it
+    # was unpacked in.
+    assert (f"{archive}/bad\\x1b]0;x\\x07/x.ipynb: is not valid notebook JSON"
+            in " ".join(result.output.split()))
     with table.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     # The member whose name is too long for the disk still has its row.
     assert [(row["student"], row["status"], row["error_kind"], row["score"])
             for row in rows] == [
         ("'=HYPERLINK(1)", "graded", "", "12.0"),
+        ("bad\\x1b]0;x\\x07", "error", "invalid_json", "0.0"),
         ("esc\\x1b[2J\\x0dfake 20", "graded", "", "12.0"),
         ("long", "error", "not_unpacked", "0.0")]
     assert list(scratch.iterdir()) == []  # nothing unpacked is left behind
