@@ -87,7 +87,7 @@ def collect(paths: tuple[Path, ...], unpack_to: Path | None) -> list[Submission]
 
 
 def _in_folder(folder: Path) -> list[Submission]:
-    found = []
+    found: list[Path] = []
     for candidate in sorted(folder.rglob("*")):
         relative = candidate.relative_to(folder)
         # Any case of the suffix (NOTEBOOK.IPYNB from some systems); a
@@ -103,9 +103,22 @@ def _in_folder(folder: Path) -> list[Submission]:
                         "there if it is one", display_path(candidate),
                         printable(os.readlink(candidate)))
             continue
-        found.append(Submission(candidate, student_of(
-            PurePosixPath(relative.as_posix()))))
-    return found
+        found.append(candidate)
+    wrapper = _wrapping_folder([path.relative_to(folder) for path in found])
+    return [Submission(path, student_of(PurePosixPath(
+                path.relative_to(folder / wrapper).as_posix())))
+            for path in found]
+
+
+def _wrapping_folder(relatives: list[Path]) -> str:
+    """The one folder every notebook is in, above the students' own (a zip
+    made with `zip -r subs.zip subs/`): its name is nobody's. "" if none.
+    With a single student's folder inside it, it may be that student's."""
+    if not relatives or any(len(path.parts) < 3 for path in relatives):
+        return ""
+    tops = {path.parts[0] for path in relatives}
+    students = {path.parts[1] for path in relatives}
+    return tops.pop() if len(tops) == 1 and len(students) > 1 else ""
 
 
 def student_of(relative: PurePosixPath) -> str:

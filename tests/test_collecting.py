@@ -151,3 +151,23 @@ def test_a_member_over_the_size_limit_is_not_unpacked(
     [found] = collect((archive,), tmp_path / "unpacked")
     # Its size, for the reading stage's "too large", and none of its data.
     assert found.path.read_bytes() == bytes(5000)
+
+
+@pytest.mark.parametrize("members, students", [
+    # `zip -r subs.zip subs/`: the folder around them is nobody's.
+    (["subs/alice/x.ipynb", "subs/bob/x.ipynb"], ["alice", "bob"]),
+    (["subs/alice/week2/x.ipynb", "subs/bob/week2/x.ipynb"], ["alice", "bob"]),
+    # One student's folder with an assignment folder in it: theirs.
+    (["alice/week2/x.ipynb"], ["alice"]),
+    (["alice/week2/x.ipynb", "bob/week2/x.ipynb"], ["alice", "bob"]),
+    (["course/submitted/cy/w2/x.ipynb", "course/submitted/di/w2/x.ipynb"],
+     ["cy", "di"]),
+])
+def test_the_folder_wrapping_a_zip_names_no_student(
+        tmp_path: Path, members: list[str], students: list[str]) -> None:
+    archive = tmp_path / "subs.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for member in members:
+            bundle.writestr(member, "{}")
+    found = collect((archive,), tmp_path / "unpacked")
+    assert [s.student for s in found] == students
