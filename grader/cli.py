@@ -53,7 +53,8 @@ def _output_file(_context: Any, option: click.Parameter,
         return None
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise click.BadParameter(f"{path}: its folder does not exist; create it "
+        state = "is a file" if folder.exists() else "does not exist"
+        raise click.BadParameter(f"{path}: its folder {state}; create it "
                                  "or choose another path", param=option)
     if path.is_dir():
         raise click.BadParameter(f"{path}: is a folder; name a file",
@@ -330,8 +331,10 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
         book = Gradebook(gradebook_path, __version__, assignment.name,
                          assignment.digest, settings=options.result_settings())
     except sqlite3.DatabaseError as exc:
-        raise click.UsageError(f"{gradebook_path}: not a gradebook ({exc}); "
-                               "choose another --gradebook") from None
+        raise click.UsageError(f"{gradebook_path}: cannot be used as the "
+                               f"gradebook ({exc}); it must be one `grader "
+                               "grade` wrote, in a folder the grader may write "
+                               "to, or choose another --gradebook") from None
     # Hashing every file costs a read of the whole batch; only a gradebook
     # that holds results of this kind needs it, to find them. Otherwise the
     # workers' own hashes (result.digest) are what gets recorded.
@@ -533,8 +536,10 @@ def report_command(gradebook_path: Path, output: Path, title: str) -> None:
     try:
         results = load_results(gradebook_path)
     except sqlite3.DatabaseError as exc:
-        raise click.UsageError(f"{gradebook_path}: not a gradebook ({exc}); "
-                               "pass the one `grader grade` wrote") from None
+        raise click.UsageError(f"{gradebook_path}: cannot be read as a "
+                               f"gradebook ({exc}); pass the one `grader grade` "
+                               "wrote (SQLite keeps a journal beside it, so its "
+                               "folder must be writable)") from None
     page = render(results, title)
     _write_output(output, lambda: output.write_text(page, encoding="utf-8"))
     count = len(results)
@@ -553,7 +558,13 @@ def export_student(folder: Path, assignment_dir: Path | None) -> None:
         assignment = load_assignment(assignment_dir)
     except AssignmentError as exc:
         raise click.UsageError(str(exc)) from None
-    for path in export_student_package(assignment, folder):
+    try:
+        written = export_student_package(assignment, folder)
+    except OSError as exc:
+        raise click.ClickException(
+            f"{folder}: could not be written ({exc.strerror or exc}); choose "
+            "a folder the grader may create or write to") from None
+    for path in written:
         click.echo(f"wrote {path}")
 
 

@@ -207,3 +207,42 @@ def test_an_export_keeps_what_it_replaces_private_and_writes_through_links(
     assert link.is_symlink()
     assert shared.read_text(encoding="utf-8").startswith("student,path,")
     assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_bad_input_to_any_command_is_one_line_naming_it(tmp_path: Path) -> None:
+    notebook = tmp_path / "ana.ipynb"
+    notebook.write_bytes((SAMPLES / "wrong_axis.ipynb").read_bytes())
+    not_a_database = tmp_path / "notes.sqlite"
+    not_a_database.write_text("my notes\n", encoding="utf-8")
+    latin = tmp_path / "post.md"
+    latin.write_bytes(b"caf\xe9\n```\ndef f(x):\n    return x\n```\n")
+    a_file = tmp_path / "file"
+    a_file.write_text("", encoding="utf-8")
+    cases = [
+        (["grade", str(notebook), "--gradebook", str(not_a_database)], 2,
+         f"Error: {not_a_database}: cannot be used as the gradebook (file is "
+         "not a database); it must be one `grader grade` wrote, in a folder "
+         "the grader may write to, or choose another --gradebook"),
+        (["report", "--gradebook", str(not_a_database),
+          "-o", str(tmp_path / "r.html")], 2,
+         f"Error: {not_a_database}: cannot be read as a gradebook (file is not "
+         "a database); pass the one `grader grade` wrote (SQLite keeps a "
+         "journal beside it, so its folder must be writable)"),
+        (["grade", str(notebook), "--cluster", "local:x", "--gradebook",
+          str(tmp_path / "gb.sqlite")], 2,
+         "Error: --cluster local:x: local:N needs a number of workers, such "
+         "as local:4"),
+        (["forum", str(latin)], 2,
+         f"Error: {latin}: not UTF-8 text; save the post as UTF-8 (or paste it "
+         "into a new file) and try again"),
+        (["export-student", str(a_file / "package")], 1,
+         f"Error: {a_file / 'package'}: could not be written (Not a directory); "
+         "choose a folder the grader may create or write to"),
+        (["grade", str(notebook), "--json", str(a_file / "out.json")], 2,
+         f"Error: Invalid value for '--json': {a_file / 'out.json'}: its folder "
+         "is a file; create it or choose another path"),
+    ]
+    for arguments, code, said in cases:
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == code, (arguments, result.output)
+        assert " ".join(result.output.split()).endswith(said), arguments
