@@ -83,13 +83,36 @@ def collect(paths: tuple[Path, ...], unpack_to: Path | None) -> list[Submission]
     if not found:
         raise UsageError(
             "no notebooks (.ipynb) found in " + ", ".join(str(p) for p in paths))
-    return found
+    return _once_each(found)
+
+
+def _once_each(found: list[Submission]) -> list[Submission]:
+    """Each file once, though named twice (a folder and a notebook in it,
+    or the same path given again): graded twice, it would count twice."""
+    seen: set[Path] = set()
+    kept = []
+    for submission in found:
+        key = (submission.shown or submission.path).absolute()
+        # A member left out for sharing a name keeps its row: it says so.
+        if key in seen and submission.problem is None:
+            log.warning("%s: named more than once; graded once",
+                        display_path(submission.shown or submission.path))
+            continue
+        seen.add(key)
+        kept.append(submission)
+    return kept
 
 
 def _in_folder(folder: Path) -> list[Submission]:
     found: list[Path] = []
     for candidate in sorted(folder.rglob("*")):
         relative = candidate.relative_to(folder)
+        if candidate.name.lower().endswith(".zip") and candidate.is_file() \
+                and not SKIPPED_FOLDERS & set(relative.parts):
+            log.warning("%s: not opened: zips are unpacked only when named on "
+                        "the command line; name it there to grade what it "
+                        "holds", display_path(candidate))
+            continue
         # Any case of the suffix (NOTEBOOK.IPYNB from some systems); a
         # folder named like a notebook is not one.
         if not candidate.name.lower().endswith(".ipynb") \

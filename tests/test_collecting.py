@@ -171,3 +171,24 @@ def test_the_folder_wrapping_a_zip_names_no_student(
             bundle.writestr(member, "{}")
     found = collect((archive,), tmp_path / "unpacked")
     assert [s.student for s in found] == students
+
+
+def test_a_file_named_twice_is_collected_once_and_zips_in_folders_are_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "week2"
+    folder.mkdir()
+    notebook = folder / "ana.ipynb"
+    notebook.write_text("{}", encoding="utf-8")
+    archive = folder / "more.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("bo/x.ipynb", "{}")
+    with caplog.at_level("WARNING", logger="grader"):
+        found = collect((folder, notebook, archive, archive),
+                        tmp_path / "unpacked")
+    assert [str(s.shown or s.path) for s in found] == [
+        str(notebook), f"{archive}/bo/x.ipynb"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{archive}: not opened: zips are unpacked only when named on the "
+        "command line; name it there to grade what it holds",
+        f"{notebook}: named more than once; graded once",
+        f"{archive}/bo/x.ipynb: named more than once; graded once"]
