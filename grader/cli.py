@@ -65,10 +65,11 @@ def _output_file(_context: Any, option: click.Parameter,
 def _not_overwriting(outputs: Iterable[Path | None], inputs: Iterable[Path]) -> None:
     """Refuse an output that would replace what the command reads: an easy
     slip is `--json` followed by a notebook's name."""
+    outputs = [output for output in outputs if output is not None]
+    if not outputs:
+        return  # nothing to check: a batch's files are not resolved for it
     read = {_same_file_key(path) for path in inputs}
     for output in outputs:
-        if output is None:
-            continue
         if output.suffix.lower() == ".ipynb" or _same_file_key(output) in read:
             raise UsageError(f"{output}: would replace a notebook or the "
                              "gradebook this command reads; choose another path")
@@ -350,13 +351,14 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
             if stored is None:
                 continue
             result = SubmissionResult.from_dict(stored, path)
-            if stored["path"] != name and result.error_message:
+            copied = stored["path"] != name
+            if copied and result.error_message:
                 # Copied from another file: its messages name this one.
                 result = dataclasses.replace(result, error_message=(
                     result.error_message.replace(stored["path"],
                                                  display_path(path))))
             known[path] = batch.named(result)
-            if stored["path"] != name:
+            if copied:
                 # The same content as a file graded before (an untouched
                 # copy of the assignment, say): the same result, but this
                 # file's own row, or the gradebook would lack this student.
@@ -370,10 +372,10 @@ def _grade_batch(console: Console, batch: _Batch) -> list[Any]:
                       "grades them again)", soft_wrap=True)
 
     # Not in the gradebook (there is no file to key them by): shown first.
-    left_out = {path: dataclasses.replace(SubmissionResult(
-        path, "error", 0.0, sum(f.max_score for f in assignment.functions),
-        error_kind="not_unpacked", error_message=problem),
-        student=batch.students.get(path))
+    max_score = sum(f.max_score for f in assignment.functions)
+    left_out = {path: SubmissionResult(
+        path, "error", 0.0, max_score, error_kind="not_unpacked",
+        error_message=problem, student=batch.students.get(path))
         for path, problem in batch.left_out.items()}
     for result in left_out.values():
         print_result(console, result, hints=not quiet)

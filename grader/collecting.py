@@ -107,16 +107,16 @@ def _in_folder(folder: Path) -> list[Submission]:
     found: list[Path] = []
     for candidate in sorted(folder.rglob("*")):
         relative = candidate.relative_to(folder)
-        if candidate.name.lower().endswith(".zip") and candidate.is_file() \
-                and not SKIPPED_FOLDERS & set(relative.parts):
+        # Any case of the suffix (NOTEBOOK.IPYNB from some systems); a
+        # folder named like a notebook is not one.
+        name = candidate.name.lower()
+        if not name.endswith((".ipynb", ".zip")) \
+                or SKIPPED_FOLDERS & set(relative.parts) or candidate.is_dir():
+            continue
+        if name.endswith(".zip"):
             log.warning("%s: not opened: zips are unpacked only when named on "
                         "the command line; name it there to grade what it "
                         "holds", display_path(candidate))
-            continue
-        # Any case of the suffix (NOTEBOOK.IPYNB from some systems); a
-        # folder named like a notebook is not one.
-        if not candidate.name.lower().endswith(".ipynb") \
-                or SKIPPED_FOLDERS & set(relative.parts) or candidate.is_dir():
             continue
         if candidate.is_symlink():
             # Unpacked with `unzip`, a student's link to another's notebook

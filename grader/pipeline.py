@@ -251,21 +251,17 @@ class Grader:
             futures = {pool.submit(_grade_in_worker, path): index
                        for index, path in remaining.items()}
             with _stopped_at_once_on_interrupt(pool):
-                yield from self._as_they_come(futures, remaining)
-
-    def _as_they_come(
-        self, futures: dict[Any, int], remaining: dict[int, Path]
-    ) -> Iterator[tuple[int, SubmissionResult]]:
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                raise
-            except Exception as exc:  # contained: that submission fails
-                result = self._crashed(remaining[index], type(exc).__name__)
-            del remaining[index]
-            yield index, result
+                for future in as_completed(futures):
+                    index = futures[future]
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        raise
+                    except Exception as exc:  # contained: that submission fails
+                        result = self._crashed(remaining[index],
+                                               type(exc).__name__)
+                    del remaining[index]
+                    yield index, result
 
     def _crashed(self, path: Path, reason: str) -> SubmissionResult:
         return SubmissionResult(

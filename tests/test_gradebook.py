@@ -50,6 +50,14 @@ def grade(folder: Path, gradebook: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def said_by(run: subprocess.Popen[str]) -> str:
+    """What a run printed, its lines joined (the terminal's width wraps
+    them), once it ended well."""
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    return " ".join(stdout.split())
+
+
 def test_sigkill_mid_batch_loses_nothing_and_resume_adds_no_duplicates(
     tmp_path: Path,
 ) -> None:
@@ -149,12 +157,7 @@ def test_identical_files_of_two_students_each_keep_a_row(tmp_path: Path) -> None
     first = grade(batch, gradebook)
     first.communicate(timeout=120)
     shutil.copy(SAMPLES / "wrong_axis.ipynb", batch / "bob" / "x.ipynb")
-    said = []
-    for _run in range(2):
-        again = grade(batch, gradebook)
-        stdout, stderr = again.communicate(timeout=120)
-        assert again.returncode == 0, stderr
-        said.append(" ".join(stdout.split()))
+    said = [said_by(grade(batch, gradebook)) for _run in range(2)]
     assert "(2 already in" in said[0]
     assert "1 of them identical to files graded before;" in said[0]
     assert "(2 already in" in said[1] and "identical to files" not in said[1]
@@ -197,12 +200,7 @@ def test_a_zip_graded_twice_keeps_one_row_per_member(tmp_path: Path) -> None:
         for student in ("cleo", "dan"):
             bundle.write(SAMPLES / "wrong_axis.ipynb", f"{student}/x.ipynb")
     gradebook = tmp_path / "grades.sqlite"
-    said = []
-    for _run in range(2):
-        done = grade(archive, gradebook)
-        stdout, stderr = done.communicate(timeout=120)
-        assert done.returncode == 0, stderr
-        said.append(" ".join(stdout.split()))
+    said = [said_by(grade(archive, gradebook)) for _run in range(2)]
     assert f"12/20 {archive}/cleo/x.ipynb" in said[0]
     assert "grader-unpacked" not in said[0] + said[1]
     assert "(2 already in" in said[1] and "identical to files" not in said[1]

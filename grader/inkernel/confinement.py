@@ -20,6 +20,7 @@ list of protections actually in force.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -234,19 +235,16 @@ class Sandbox:
         _c().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def number_processes_afresh(self) -> bool:
+    def number_processes_afresh(self) -> None:
         """Have the next process made in the namespace take the same number
         as every submission's first: process numbers count on within a
         worker's sandbox, so one submission could otherwise tell the next
         how many processes it started (ten bits and more), by the number
         the next gets. Called before each fork."""
-        if self._last_pid is None:
-            return False
-        try:
-            os.pwrite(self._last_pid, b"%d" % FIRST_PROCESS_NUMBER_BEFORE, 0)
-        except OSError:
-            return False
-        return True
+        if self._last_pid is not None:
+            # Failing, numbers count on as before: no worse than without.
+            with contextlib.suppress(OSError):
+                os.pwrite(self._last_pid, b"%d" % FIRST_PROCESS_NUMBER_BEFORE, 0)
 
     def renew_scratch(self) -> None:
         """Fresh, empty /tmp and /dev/shm: nothing passes between submissions.

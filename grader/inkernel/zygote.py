@@ -831,13 +831,13 @@ def _children() -> set[int]:
     except OSError:  # a kernel without that file: every process is read
         pass
     found = set()
-    for name in os.listdir("/proc"):
+    for name in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{name}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if name.isdigit() and int(fields[1]) == me:
+        if int(fields[1]) == me:
             found.add(int(name))
     return found
 
